@@ -1,0 +1,44 @@
+"""Built-in agents and the registry that maps a node's ``agent_type`` to its implementation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .aggregator import AggregatorAgent
+from .base import Agent, AgentContext, AgentError
+from .router import RouterAgent
+from .sensor import SensorAgent
+
+if TYPE_CHECKING:
+    from ..bundle.model import Node
+
+BUILTINS: dict[str, type[Agent]] = {
+    "router": RouterAgent,
+    "aggregator": AggregatorAgent,
+    "sensor": SensorAgent,
+}
+
+
+def agent_class(kind: str) -> type[Agent]:
+    """The implementation for a canonical agent type (executors are imported on first use)."""
+    cls = BUILTINS.get(kind)
+    if cls is not None:
+        return cls
+    if kind == "executor":
+        from .executor import ExecutorAgent
+
+        BUILTINS["executor"] = ExecutorAgent
+        return ExecutorAgent
+    if kind == "module":
+        raise AgentError(
+            "module agents (agent_type \"module\") run user code inside the runtime and are not "
+            "supported by MirrorNeuron for Python; use an executor node instead"
+        )
+    raise AgentError(f"unsupported agent_type {kind!r}")
+
+
+def create_agent(node: Node, ctx: AgentContext) -> Agent:
+    return agent_class(node.kind)(node, ctx)
+
+
+__all__ = ["Agent", "AgentContext", "AgentError", "AggregatorAgent", "RouterAgent", "SensorAgent", "create_agent"]

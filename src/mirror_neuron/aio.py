@@ -1,0 +1,85 @@
+"""The Python API for code already running in an event loop.
+
+Same names and arguments as the synchronous functions in :mod:`mirror_neuron`, as
+coroutines. Each event loop gets its own default :class:`~mirror_neuron.runtime.Runtime`
+configured from the environment; call :func:`shutdown` to flush and close it, or build
+and own a ``Runtime`` yourself for full control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from .bundle import Bundle, validate_bundle
+from .config import Config
+from .errors import JobFailed
+from .runtime import Runtime
+
+_runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = weakref.WeakKeyDictionary()
+
+
+async def runtime() -> Runtime:
+    """The default runtime of the running loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    rt = _runtimes.get(loop)
+    if rt is None:
+        rt = Runtime(Config.from_env())
+        _runtimes[loop] = rt
+        await rt.start()
+    return rt
+
+
+async def shutdown() -> None:
+    """Close the running loop's default runtime (live jobs fail, everything is flushed)."""
+    rt = _runtimes.pop(asyncio.get_running_loop(), None)
+    if rt is not None:
+        await rt.close()
+
+
+async def validate_manifest(source: Any) -> Bundle:
+    """Load and validate a bundle folder, manifest dict or JSON text; starts nothing."""
+    return validate_bundle(source)
+
+
+async def run_manifest(
+    path: Any = None,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    job_bundle: Bundle | None = None,
+    job_id: str | None = None,
+    raise_on_failure: bool = False,
+) -> Any:
+    """Start a job; returns ``job_id``, or ``(job_id, job)`` with ``wait=True``."""
+    rt = await runtime()
+    source = job_bundle if job_bundle is not None else validate_bundle(path)
+    job_id = await rt.submit(source, job_id=job_id)
+    if not wait:
+        return job_id
+    job = await rt.wait(job_id, timeout)
+    if raise_on_failure and job.get("status") != "completed":
+        raise JobFailed(job_id, job)
+    return job_id, job
+
+
+async def wait_for_job(job_id: str, timeout: float | None = None) -> dict[str, Any]:
+    """The terminal job record; raises ``JobNotFound`` at once for an unknown id."""
+    return await (await runtime()).wait(job_id, timeout)
+
+
+async def inspect_job(job_id: str) -> dict[str, Any]:
+    return await (await runtime()).inspect_job(job_id)
+
+
+async def inspect_agents(job_id: str) -> list[dict[str, Any]]:
+    return await (await runtime()).inspect_agents(job_id)
+
+
+async def events(job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    return await (await runtime()).events(job_id, after=after, limit=limit)
+
+
+async def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
+    return await (await runtime()).list_jobs(limit=limit, include_terminal=include_terminal)

@@ -1,0 +1,125 @@
+"""Loading a job bundle from a folder, a manifest file, JSON text or an in-memory value.
+
+Every failure — missing folder or file, unreadable file, malformed JSON (with line and
+column), invalid manifest — raises :class:`~mirror_neuron.errors.ManifestError`; loading
+reads files and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from mirror_neuron import _json
+from mirror_neuron.bundle.model import Bundle, Manifest
+from mirror_neuron.bundle.normalize import build_manifest, normalize_document
+from mirror_neuron.bundle.rules import not_an_object, validate_document
+from mirror_neuron.errors import ManifestError
+
+MANIFEST_FILE = "manifest.json"
+PAYLOADS_DIR = "payloads"
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+BundleSource = Bundle | Manifest | dict[str, Any] | str | os.PathLike[str]
+
+
+def manifest_from_data(raw: Any, payloads_path: Path | None = None) -> Manifest:
+    """Normalise and validate a decoded manifest; raise :class:`ManifestError` with every error."""
+    if not isinstance(raw, dict):
+        raise ManifestError(not_an_object(raw))
+    doc = normalize_document(raw)
+    errors = validate_document(doc, payloads_path)
+    if errors:
+        raise ManifestError(errors)
+    return build_manifest(doc)
+
+
+def parse_json(data: bytes | str, origin: Path | None = None) -> Any:
+    """Decode JSON; on failure say where (file, line, column) and why."""
+    if isinstance(data, bytes) and data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
+    try:
+        return _json.loads(data)
+    except _json.JSONDecodeError as exc:
+        where = f"in {origin} " if origin is not None else ""
+        message = f"invalid JSON {where}at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise ManifestError(message) from exc
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` that treats every failure (missing, too long, NUL byte, …) as absence."""
+    try:
+        return path.stat()
+    except (OSError, ValueError):
+        return None
+
+
+def _absolute(text: str) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def _read_manifest(manifest_path: Path, payloads_path: Path) -> Manifest:
+    try:
+        data = manifest_path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"cannot read {manifest_path}: {exc.strerror or exc}") from exc
+    return manifest_from_data(parse_json(data, manifest_path), payloads_path)
+
+
+def load_folder(root: Path) -> Bundle:
+    """A bundle folder: ``manifest.json`` and a ``payloads/`` directory are both required."""
+    manifest_path = root / MANIFEST_FILE
+    payloads_path = root / PAYLOADS_DIR
+    if _stat(manifest_path) is None:
+        raise ManifestError(f"job folder is missing {MANIFEST_FILE}: {manifest_path}")
+    payloads = _stat(payloads_path)
+    if payloads is None or not stat.S_ISDIR(payloads.st_mode):
+        raise ManifestError(f"job folder is missing {PAYLOADS_DIR}/: {payloads_path}")
+    return Bundle(_read_manifest(manifest_path, payloads_path), root)
+
+
+def _load_text(source: str | os.PathLike[str]) -> Bundle:
+    text = os.fsdecode(os.fspath(source))
+    path = _absolute(text)
+    info = _stat(path)
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        return load_folder(path)
+    if info is not None:
+        if path.name == MANIFEST_FILE and stat.S_ISREG(info.st_mode):
+            return load_folder(path.parent)
+        raise ManifestError(f"expected a job folder, got file {path}")
+    if isinstance(source, str) and text.lstrip().startswith(("{", "[")):
+        return Bundle(manifest_from_data(parse_json(text)))
+    raise ManifestError(f"job folder does not exist: {path}")
+
+
+def load_bundle(source: BundleSource | None) -> Bundle:
+    """Load a job bundle from any accepted source; see the module docstring.
+
+    A :class:`Bundle` is returned as is and a :class:`Manifest` wrapped (neither
+    re-validated, use :func:`validate_bundle` for that); a dict is normalised and
+    validated; a string or path names a bundle folder (or its ``manifest.json``), and a
+    string that names nothing on disk and starts with ``{`` or ``[`` is JSON text.
+    """
+    if source is None:
+        raise ManifestError("no job bundle given")
+    if isinstance(source, Bundle):
+        return source
+    if isinstance(source, Manifest):
+        return Bundle(source)
+    if isinstance(source, str | os.PathLike):
+        return _load_text(source)
+    return Bundle(manifest_from_data(source))
+
+
+def validate_bundle(source: BundleSource | None) -> Bundle:
+    """Load ``source`` and check it completely (also a given Bundle or Manifest); no side effects."""
+    bundle = load_bundle(source)
+    if isinstance(source, Bundle | Manifest):
+        doc = normalize_document(bundle.manifest.to_dict())
+        errors = validate_document(doc, bundle.payloads_path)
+        if errors:
+            raise ManifestError(errors)
+    return bundle

@@ -1,0 +1,57 @@
+"""The ``mn`` command line. ``main()`` is the console-script entry point.
+
+Every failure a user can cause ends as one ``error: …`` line per problem on stderr and a
+non-zero exit; a Python traceback is shown only with ``MIRROR_NEURON_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import ManifestError, MirrorNeuronError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    from .app import cli
+
+    try:
+        cli.main(args=argv, prog_name="mn", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ManifestError as exc:
+        for line in exc.errors:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_FAILED
+    except MirrorNeuronError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the last line of defence: no traceback for users
+        if os.environ.get("MIRROR_NEURON_DEBUG"):
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("hint: set MIRROR_NEURON_DEBUG=1 to see the traceback", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())

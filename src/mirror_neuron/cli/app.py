@@ -1,0 +1,110 @@
+"""Command registration. Handlers stay short: parse, call the library, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import Config
+
+
+class Context:
+    """Options shared by every command (store location)."""
+
+    def __init__(self, store: str | None, data_dir: str | None) -> None:
+        overrides: dict[str, Any] = {}
+        if data_dir:
+            overrides["data_dir"] = Path(data_dir).expanduser().resolve()
+            overrides["store_url"] = f"sqlite:///{overrides['data_dir'] / 'mirror_neuron.db'}"
+        if store:
+            overrides["store_url"] = store
+        self.config = Config.from_env(**overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", envvar="MIRROR_NEURON_STORE_URL", help="Store URL: sqlite:///path.db, memory:// (default: SQLite in the data dir).")
+@click.option("--data-dir", envvar="MIRROR_NEURON_DATA_DIR", help="Data directory of the embedded store.")
+@click.version_option(package_name="mirror-neuron", prog_name="mn")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None, data_dir: str | None) -> None:
+    """MirrorNeuron: run message-driven multi-agent workflows from job bundles."""
+    ctx.obj = Context(store, data_dir)
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_obj
+def validate(obj: Context, bundle: str, as_json: bool) -> None:
+    """Check a job bundle without running it."""
+    from .commands import validate_command
+
+    validate_command(obj.config, bundle, as_json)
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record.")
+@click.option("--timeout", type=float, default=None, help="Fail the job if it has not ended after this many seconds.")
+@click.option("--no-wait", is_flag=True, help="Start the job in a background process and print its id.")
+@click.option("--job-id", hidden=True, default=None)
+@click.pass_obj
+def run(obj: Context, bundle: str, as_json: bool, timeout: float | None, no_wait: bool, job_id: str | None) -> None:
+    """Run a job bundle and wait for it to end (exit 0 only when it completed)."""
+    from .commands import run_command
+
+    run_command(obj.config, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait, job_id=job_id)
+
+
+@cli.group()
+def job() -> None:
+    """Inspect jobs (also ones run by other processes)."""
+
+
+@job.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--live", is_flag=True, help="Only jobs that have not ended.")
+@click.pass_obj
+def job_list(obj: Context, as_json: bool, limit: int, live: bool) -> None:
+    """List jobs, most recently updated first."""
+    from .commands import list_command
+
+    list_command(obj.config, as_json=as_json, limit=limit, live=live)
+
+
+@job.command("inspect")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_inspect(obj: Context, job_id: str, as_json: bool) -> None:
+    """Show a job record."""
+    from .commands import inspect_command
+
+    inspect_command(obj.config, job_id, as_json=as_json)
+
+
+@job.command("agents")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_agents(obj: Context, job_id: str, as_json: bool) -> None:
+    """Show a job's agents."""
+    from .commands import agents_command
+
+    agents_command(obj.config, job_id, as_json=as_json)
+
+
+@job.command("events")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--after", type=int, default=0, help="Only events after this sequence number.")
+@click.option("--limit", type=int, default=None)
+@click.pass_obj
+def job_events(obj: Context, job_id: str, as_json: bool, after: int, limit: int | None) -> None:
+    """Show a job's events, oldest first."""
+    from .commands import events_command
+
+    events_command(obj.config, job_id, as_json=as_json, after=after, limit=limit)

@@ -1,0 +1,194 @@
+"""What each ``mn`` command does, separated from argument parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..bundle import Bundle, validate_bundle
+from ..config import Config
+from ..errors import JobNotFound, JobTimeout, MirrorNeuronError
+from ..ids import job_id as new_job_id
+from ..store import open_store
+from . import render
+
+DETACH_WAIT = 15.0
+
+
+def _exit(code: int) -> None:
+    raise click.exceptions.Exit(code)
+
+
+def validate_command(config: Config, source: str, as_json: bool) -> None:
+    bundle = validate_bundle(source)
+    m = bundle.manifest
+    summary = {
+        "ok": True,
+        "job_path": str(bundle.root_path) if bundle.root_path else None,
+        "graph_id": m.graph_id,
+        "job_name": m.job_name,
+        "nodes": len(m.nodes),
+        "edges": len(m.edges),
+        "entrypoints": list(m.entrypoints),
+        "warnings": _sandbox_warnings(bundle),
+    }
+    if as_json:
+        render.print_json(summary)
+        return
+    click.echo(
+        f"ok: {m.graph_id} is valid ({summary['nodes']} nodes, {summary['edges']} edges, "
+        f"entrypoints: {', '.join(m.entrypoints) or 'none'})"
+    )
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _sandbox_warnings(bundle: Bundle) -> list[str]:
+    """Say so when a bundle needs the sandbox and this machine cannot provide it."""
+    needs = [n for n in bundle.manifest.nodes if n.kind == "executor"]
+    if not needs:
+        return []
+    try:
+        from ..execution import sandbox_requirements
+    except ImportError:
+        return []
+    return sandbox_requirements(needs)
+
+
+def run_command(
+    config: Config, source: str, *, as_json: bool, timeout: float | None, no_wait: bool, job_id: str | None
+) -> None:
+    bundle = validate_bundle(source)
+    if no_wait:
+        _detach(config, bundle, source, as_json)
+        return
+    record = asyncio.run(_run(config, bundle, timeout=timeout, job_id=job_id, live=not as_json and render.is_tty()))
+    if as_json:
+        render.print_json({"ok": record.get("status") == "completed", **record})
+    else:
+        render.print_job_summary(record)
+    _exit(0 if record.get("status") == "completed" else 1)
+
+
+async def _run(config: Config, bundle: Bundle, *, timeout: float | None, job_id: str | None, live: bool) -> dict:
+    from ..runtime import Runtime
+
+    async with Runtime(config) as rt:
+        job_id = await rt.submit(bundle, job_id=job_id)
+        job = rt.jobs.get(job_id)
+        progress = None
+        if live and job is not None:
+            from .progress import LiveProgress
+
+            progress = LiveProgress(job)
+            progress.start()
+        try:
+            return await rt.wait(job_id, timeout)
+        except JobTimeout:
+            if job is not None:
+                job.fail("job_runner", f"job did not end within {timeout:g}s (mn run --timeout)")
+            return await rt.wait(job_id)
+        finally:
+            if progress is not None:
+                progress.stop()
+
+
+def _detach(config: Config, bundle: Bundle, source: str, as_json: bool) -> None:
+    """Run the job in a background ``mn run`` process and return once it is recorded."""
+    if config.store_url.startswith("memory:"):
+        raise MirrorNeuronError("--no-wait needs a persistent store (the memory store dies with this process)")
+    job_id = new_job_id(bundle.manifest.graph_id)
+    log_dir = Path(config.data_dir or ".") / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{job_id}.log"
+    args = [sys.executable, "-m", "mirror_neuron", "--store", config.store_url, "run", "--json", "--job-id", job_id]
+    with open(log_path, "wb") as log:
+        subprocess.Popen(
+            [*args, str(bundle.root_path) if bundle.root_path else source],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
+    store = open_store(config.store_url)
+    try:
+        deadline = time.monotonic() + DETACH_WAIT
+        while store.get_job(job_id) is None:
+            if time.monotonic() > deadline:
+                raise MirrorNeuronError(f"the background job did not start; see {log_path}")
+            time.sleep(0.02)
+    finally:
+        store.close()
+    if as_json:
+        render.print_json({"job_id": job_id})
+    else:
+        click.echo(job_id)
+
+
+def _store(config: Config) -> Any:
+    return open_store(config.store_url)
+
+
+def list_command(config: Config, *, as_json: bool, limit: int, live: bool) -> None:
+    store = _store(config)
+    try:
+        jobs = store.list_jobs(limit=limit, include_terminal=not live)
+    finally:
+        store.close()
+    if as_json:
+        render.print_json(jobs)
+    else:
+        render.print_jobs(jobs)
+
+
+def _record(store: Any, job_id: str) -> dict:
+    record = store.get_job(job_id)
+    if record is None:
+        raise JobNotFound(job_id)
+    return record
+
+
+def inspect_command(config: Config, job_id: str, *, as_json: bool) -> None:
+    store = _store(config)
+    try:
+        record = _record(store, job_id)
+    finally:
+        store.close()
+    if as_json:
+        render.print_json(record)
+    else:
+        render.print_job_summary(record)
+
+
+def agents_command(config: Config, job_id: str, *, as_json: bool) -> None:
+    store = _store(config)
+    try:
+        _record(store, job_id)
+        agents = store.get_agents(job_id)
+    finally:
+        store.close()
+    if as_json:
+        render.print_json(agents)
+    else:
+        render.print_agents(agents)
+
+
+def events_command(config: Config, job_id: str, *, as_json: bool, after: int, limit: int | None) -> None:
+    store = _store(config)
+    try:
+        _record(store, job_id)
+        events = store.read_events(job_id, after=after, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        render.print_json(events)
+    else:
+        render.print_events(events)

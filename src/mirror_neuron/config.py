@@ -1,0 +1,95 @@
+"""Runtime configuration: every bound, interval and path in one frozen record.
+
+Only :meth:`Config.from_env` reads the environment, and only adapters (the CLI, the
+module-level API) call it; library code receives a ``Config``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIXES = ("MIRROR_NEURON_", "MN_")
+
+
+def env(name: str, default: str | None = None, environ: dict[str, str] | None = None) -> str | None:
+    """Read ``MIRROR_NEURON_<name>``, falling back to the later ``MN_<name>`` spelling."""
+    source = os.environ if environ is None else environ
+    for prefix in ENV_PREFIXES:
+        value = source.get(prefix + name)
+        if value not in (None, ""):
+            return value
+    return default
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mirror_neuron", appauthor=False))
+
+
+def parse_pool_capacities(text: str | None) -> dict[str, int]:
+    """``"gpu=1,io=8"`` → ``{"gpu": 1, "io": 8}``; malformed entries are ignored (as the original)."""
+    pools: dict[str, int] = {}
+    for entry in (text or "").split(","):
+        name, sep, value = entry.partition("=")
+        name, value = name.strip(), value.strip()
+        if sep and name and value.isdigit() and int(value) > 0:
+            pools[name] = int(value)
+    return pools
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Settings of one runtime."""
+
+    #: Store location: ``memory://``, ``sqlite:///abs/path.db`` or a path to a data directory.
+    store_url: str = "memory://"
+    data_dir: Path | None = None
+    #: Capacity of the ``default`` executor pool and of the named pools.
+    executor_max_concurrency: int = 4
+    pool_capacities: dict[str, int] = field(default_factory=dict)
+    temp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mirror_neuron")
+    #: Default mailbox bound per agent.
+    max_queue_size: int = 10_000
+    #: How often buffered events/snapshots are written, and how many trigger an early write.
+    flush_interval: float = 0.05
+    flush_max_events: int = 8192
+    #: Messages an agent processes before yielding its turn on the run queue.
+    agent_batch: int = 64
+    heartbeat_interval: float = 2.0
+    #: Generation-0 GC threshold while a runtime runs (None leaves the interpreter's).
+    #: Millions of short-lived messages otherwise trigger collections over every live one.
+    gc_threshold: int | None = 50_000
+    #: Name of this runtime node (recorded on jobs and snapshots).
+    node_name: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def pools(self) -> dict[str, int]:
+        return {"default": self.executor_max_concurrency, **self.pool_capacities}
+
+    def with_(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a config from ``MIRROR_NEURON_*`` (or ``MN_*``) variables."""
+        data_dir = Path(env("DATA_DIR", None, environ) or default_data_dir()).expanduser()
+        store_url = env("STORE_URL", None, environ) or env("REDIS_URL", None, environ)
+        if not store_url:
+            store_url = f"sqlite:///{data_dir / 'mirror_neuron.db'}"
+        concurrency = env("EXECUTOR_MAX_CONCURRENCY", "4", environ) or "4"
+        values: dict[str, Any] = {
+            "store_url": store_url,
+            "data_dir": data_dir,
+            "executor_max_concurrency": int(concurrency) if concurrency.isdigit() and int(concurrency) > 0 else 4,
+            "pool_capacities": parse_pool_capacities(env("EXECUTOR_POOL_CAPACITIES", None, environ)),
+        }
+        temp = env("TEMP_DIR", None, environ)
+        if temp:
+            values["temp_dir"] = Path(temp).expanduser()
+        values.update(overrides)
+        return cls(**values)

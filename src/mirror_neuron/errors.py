@@ -1,0 +1,96 @@
+"""Exception hierarchy.
+
+Every error the package raises on purpose derives from :class:`MirrorNeuronError`, so
+callers can catch one type. Families are split by who has to act: the author of a
+bundle (:class:`ManifestError`), the caller naming something that does not exist
+(:class:`NotFound`), the job itself (:class:`JobFailed`), or the infrastructure
+(:class:`StoreError`). This module is a leaf: it imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class MirrorNeuronError(Exception):
+    """Root of every error raised by MirrorNeuron."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ManifestError(MirrorNeuronError):
+    """A job bundle or manifest could not be loaded or is invalid.
+
+    ``errors`` holds *every* problem found (validation collects, it does not stop at
+    the first), each a sentence naming the node, edge or field concerned.
+    """
+
+    def __init__(self, errors: str | Iterable[str]) -> None:
+        self.errors: list[str] = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors) or "invalid manifest")
+
+
+class NotFound(MirrorNeuronError):
+    """Something named by the caller does not exist."""
+
+
+class JobNotFound(NotFound):
+    """No job with this id exists in the store."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} was not found")
+        self.job_id = job_id
+
+
+class AgentNotFound(NotFound):
+    """The job has no agent with this id."""
+
+    def __init__(self, job_id: str, agent_id: str) -> None:
+        super().__init__(f"agent {agent_id} is not running for job {job_id}")
+        self.job_id = job_id
+        self.agent_id = agent_id
+
+
+class JobStateError(MirrorNeuronError):
+    """The job is in a state that does not allow the requested operation."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobTimeout(MirrorNeuronError):
+    """Waiting for a job took longer than the caller allowed."""
+
+    def __init__(self, job_id: str, timeout: float | None) -> None:
+        super().__init__(f"timed out waiting for job {job_id} after {timeout:g}s")
+        self.job_id = job_id
+        self.timeout = timeout
+
+
+class JobFailed(MirrorNeuronError):
+    """Raised by helpers that demand a completed job when it failed instead."""
+
+    def __init__(self, job_id: str, job: dict) -> None:
+        result = job.get("result") or {}
+        detail = result.get("error") or result.get("reason") or job.get("status")
+        super().__init__(f"job {job_id} {job.get('status')}: {detail}")
+        self.job_id = job_id
+        self.job = job
+
+
+class MessageError(MirrorNeuronError):
+    """A message could not be normalised or encoded."""
+
+
+class StoreError(MirrorNeuronError):
+    """The store could not be opened, read or written."""
+
+
+class ExecutionError(MirrorNeuronError):
+    """An executor could not run its command (setup, sandbox or runner failure)."""

@@ -1,0 +1,34 @@
+"""Identifier generation.
+
+Message ids are a random per-process prefix plus a counter: unique across processes
+(48 random bits) and far cheaper than ``os.urandom`` per message. On the hot path a
+message keeps only the counter (an ``int``); :func:`fmt` turns it into the string id
+when the message or an event leaves the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+
+PREFIX = secrets.token_urlsafe(6)
+next_id = itertools.count(1).__next__
+
+
+def fmt(mid: int | str | None) -> str | None:
+    """The public string form of an id kept as an int on the hot path."""
+    return f"{PREFIX}{mid:x}" if type(mid) is int else mid  # type: ignore[return-value]
+
+
+def message_id() -> str:
+    return f"{PREFIX}{next_id():x}"
+
+
+def job_id(graph_id: str) -> str:
+    """``<graph_id>-<unix_ms>-<12 lowercase hex>``, the original's job id format."""
+    return f"{graph_id}-{int(time.time() * 1000)}-{secrets.token_hex(6)}"
+
+
+def lease_id() -> str:
+    return secrets.token_urlsafe(8)

@@ -1,0 +1,254 @@
+"""An agent cell: one agent's mailbox, lifecycle status and view of the runtime.
+
+The cell is what the scheduler runs. It owns the FIFO mailbox, processes one message
+at a time, and implements :class:`~mirror_neuron.agents.base.AgentContext` so the agent
+can emit, record events and complete the job. Idle cells cost a few hundred bytes and
+no task: a cell is only on the run queue while it has mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._time import now_iso
+from ..agents.base import Agent, AgentError
+from ..messages import Message
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..bundle.model import Node
+    from ..config import Config
+    from .job import JobRun
+
+# Agent lifecycle states (agent-runtime-design §6.2).
+INITIALIZING = "initializing"
+IDLE = "idle"
+RUNNING = "running"
+PAUSED = "paused"
+STOPPING = "stopping"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STOPPED = "stopped"
+TERMINAL_AGENT_STATES = frozenset({COMPLETED, FAILED, CANCELLED, STOPPED})
+
+
+class AgentCell:
+    """Hosts one agent of a running job."""
+
+    __slots__ = (
+        "_route_cache",
+        "agent",
+        "agent_id",
+        "config",
+        "current",
+        "dirty",
+        "invocation",
+        "job",
+        "job_id",
+        "last_error",
+        "mailbox",
+        "node",
+        "out_edges",
+        "paused",
+        "processed",
+        "scheduled",
+        "services",
+        "status",
+        "task",
+    )
+
+    def __init__(self, job: JobRun, node: Node) -> None:
+        self.job = job
+        self.job_id = job.job_id
+        self.node = node
+        self.agent_id = node.node_id
+        self.config: Config = job.runtime.config
+        self.services: dict[str, Any] = job.runtime.services
+        self.mailbox: deque[Message] = deque()
+        self.status = INITIALIZING
+        self.paused = False
+        self.scheduled = False
+        self.dirty = True
+        self.processed = 0
+        self.invocation = 0
+        self.current: Message | None = None
+        self.last_error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.out_edges: tuple[tuple[str, str], ...] = ()  # (message_type, to_node)
+        self._route_cache: dict[str, tuple[AgentCell, ...]] = {}
+        self.agent: Agent = None  # type: ignore[assignment]  # set by JobRun after init
+
+    # -- AgentContext ------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.agent_id
+
+    @property
+    def bundle_root(self) -> Path | None:
+        return self.job.bundle.root_path
+
+    @property
+    def payloads_path(self) -> Path | None:
+        return self.job.bundle.payloads_path
+
+    def targets(self, message_type: str) -> tuple[AgentCell, ...]:
+        """Cells reached by an emit of ``message_type``, in edge order (cached)."""
+        hit = self._route_cache.get(message_type)
+        if hit is None:
+            cells = self.job.cells
+            hit = tuple(cells[to] for mtype, to in self.out_edges if mtype == message_type or mtype == "*")
+            self._route_cache[message_type] = hit
+        return hit
+
+    def emit(self, type: str, body: Any, incoming: Message | None, **opts: Any) -> int:
+        targets = self._route_cache.get(type)
+        if targets is None:
+            targets = self.targets(type)
+        if not targets or self.job.terminal:
+            return 0
+        deliver = self.job.deliver
+        me = self.agent_id
+        if incoming is None:
+            incoming = Message(type, None, job_id=self.job_id, sender=me)
+        if opts:
+            for target in targets:
+                deliver(target, incoming.derive(me, target.agent_id, type, body, **opts))
+        else:
+            for target in targets:
+                deliver(target, incoming.child(me, target.agent_id, type, body))
+        return len(targets)
+
+    def emit_to(self, node_id: str, type: str, body: Any, incoming: Message | None, **opts: Any) -> None:
+        if self.job.terminal:
+            return
+        target = self.job.cells.get(node_id)
+        if incoming is None:
+            incoming = Message(type, None, job_id=self.job_id, sender=self.agent_id)
+        message = incoming.derive(self.agent_id, node_id, type, body, **opts)
+        if target is None:
+            self.job.dead_letter(node_id, message, f"agent {node_id} is not part of job {self.job_id}")
+            return
+        self.job.deliver(target, message)
+
+    def event(self, type: str, payload: Any = None) -> None:
+        self.job.event(type, self.agent_id, payload)
+
+    def complete_job(self, result: Any) -> None:
+        self.job.complete(self.agent_id, result)
+
+    # -- processing --------------------------------------------------------------
+
+    @property
+    def runnable(self) -> bool:
+        return not self.paused and self.status not in TERMINAL_AGENT_STATES
+
+    def run_slice(self, limit: int) -> int:
+        """Process up to ``limit`` messages (sync agents) or start the async drain task."""
+        if self.agent.is_async:
+            if self.task is None:
+                self.task = asyncio.get_running_loop().create_task(self._drain_async())
+            return 1
+        mailbox = self.mailbox
+        job = self.job
+        handle = self.agent.handle
+        received = job.received
+        n = 0
+        self.status = RUNNING
+        while mailbox and n < limit:
+            message = mailbox.popleft()
+            self.invocation = self.processed + 1
+            received(self, message)
+            try:
+                handle(message)
+            except Exception as exc:
+                self._failed(exc)
+                return n + 1
+            self.processed += 1
+            n += 1
+            if job.terminal or self.paused:
+                break
+        self.dirty = True
+        job.runtime.writer.mark(job)
+        self._after_slice()
+        return n
+
+    def _after_slice(self) -> None:
+        if self.status in TERMINAL_AGENT_STATES:
+            self.scheduled = False
+            return
+        if self.mailbox and not self.paused and not self.job.terminal:
+            self.job.runtime.scheduler.ready(self)
+        else:
+            self.scheduled = False
+            self.status = PAUSED if self.paused else IDLE
+
+    async def _drain_async(self) -> None:
+        job = self.job
+        mailbox = self.mailbox
+        try:
+            self.status = RUNNING
+            while mailbox and self.runnable and not job.terminal:
+                message = mailbox.popleft()
+                self.current = message
+                self.invocation = self.processed + 1
+                job.received(self, message)
+                try:
+                    await self.agent.handle_async(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._failed(exc)
+                    return
+                finally:
+                    self.current = None
+                self.processed += 1
+                self.dirty = True
+                job.runtime.writer.mark(job)
+        finally:
+            self.task = None
+            self._after_slice()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status = FAILED
+        self.last_error = str(exc) or type(exc).__name__
+        self.dirty = True
+        details = exc.details if isinstance(exc, AgentError) else {}
+        self.job.fail(self.agent_id, self.last_error, details)
+
+    # -- inspection --------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The persisted agent record (original snapshot fields, §7)."""
+        node = self.node
+        try:
+            state = self.agent.inspect_state()
+        except Exception as exc:  # an agent's view must never break inspection
+            state = {"error": f"inspect_state failed: {exc}"}
+        current = self.current
+        return {
+            "agent_id": self.agent_id,
+            "node_id": node.node_id,
+            "agent_type": node.agent_type,
+            "type": node.type,
+            "role": node.role,
+            "status": self.status,
+            "current_state": state,
+            "mailbox_depth": len(self.mailbox),
+            "processed_messages": self.processed,
+            "assigned_node": self.config.node_name,
+            "inflight_message": current.to_dict() if current is not None else None,
+            "pending_messages": [],
+            "last_error": self.last_error,
+            "last_heartbeat_at": now_iso(),
+            "parent_job_id": self.job_id,
+            "metadata": {
+                "paused": self.paused,
+                "outbound_edges": [to for _, to in self.out_edges],
+                "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
+            },
+        }

@@ -1,0 +1,237 @@
+"""A running job: its agents, its event log and its lifecycle.
+
+``pending → running ⇄ paused → completed | failed | cancelled``. The first terminal
+transition wins and is final: later completions, failures or writes are ignored, and
+every agent stops taking messages the moment the job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .._time import now, now_iso
+from ..agents import create_agent
+from ..events import Event
+from ..events import make as make_event
+from ..messages import Message, normalize
+from ..store.base import TERMINAL_STATUSES
+from . import cell as states
+from .cell import AgentCell
+
+if TYPE_CHECKING:
+    from ..bundle.model import Bundle
+    from .runtime import Runtime
+
+RECEIVED = "agent_message_received"
+
+
+class JobRun:
+    """The coordinator of one job inside a :class:`~mirror_neuron.runtime.Runtime`."""
+
+    def __init__(self, runtime: Runtime, bundle: Bundle, job_id: str) -> None:
+        self.runtime = runtime
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.job_id = job_id
+        self.status = "pending"
+        self.result: Any = None
+        self.error: str | None = None
+        self.submitted_at = now_iso()
+        self.updated_at = self.submitted_at
+        self.heartbeat_at = self.submitted_at
+        self.cells: dict[str, AgentCell] = {}
+        self.seq = 0
+        self.pending_events: list[Event] = []
+        self.dirty = False  # queued in the writer
+        self.record_dirty = True
+        self.terminal = False
+        self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.listeners: list[asyncio.Queue[Event]] = []
+
+    # -- records ------------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """The job record (original fields, §4.4) plus this runtime's ownership."""
+        m = self.manifest
+        root = self.bundle.root_path
+        return {
+            "job_id": self.job_id,
+            "graph_id": m.graph_id,
+            "job_name": m.job_name,
+            "status": self.status,
+            "submitted_at": self.submitted_at,
+            "updated_at": self.updated_at,
+            "root_agent_ids": list(m.entrypoints),
+            "placement_policy": m.policies.get("placement_policy", "local"),
+            "recovery_policy": m.recovery_mode,
+            "daemon": m.daemon,
+            "result": self.result,
+            "manifest_ref": {
+                "graph_id": m.graph_id,
+                "manifest_version": m.manifest_version,
+                "manifest_path": str(self.bundle.manifest_path) if root else None,
+                "job_path": str(root) if root else None,
+            },
+            "node": self.runtime.config.node_name,
+            "heartbeat_at": self.heartbeat_at,
+            "agent_count": len(m.nodes),
+        }
+
+    def touch(self) -> None:
+        self.updated_at = now_iso()
+        self.record_dirty = True
+        self.runtime.writer.mark(self)
+
+    # -- events -------------------------------------------------------------------
+
+    def event(self, type: str, agent_id: str | None = None, payload: Any = None, extra: dict | None = None) -> None:
+        self.seq += 1
+        ev = make_event(self.seq, type, self.job_id, now(), agent_id, payload, extra)
+        self.pending_events.append(ev)
+        for queue in self.listeners:
+            queue.put_nowait(ev)
+        if not self.dirty:
+            self.runtime.writer.mark(self)
+
+    def received(self, cell: AgentCell, m: Message) -> None:
+        """The ``agent_message_received`` event: the hottest event, kept to one tuple."""
+        self.seq += 1
+        ev = make_event(
+            self.seq,
+            RECEIVED,
+            self.job_id,
+            now(),
+            cell.agent_id,
+            (m._mid, m.sender, m.to, m.type, (meta := m.meta).cls, meta.content_type, meta.content_encoding, meta.stream),
+            None,
+        )
+        self.pending_events.append(ev)
+        if self.listeners:
+            for queue in self.listeners:
+                queue.put_nowait(ev)
+
+    # -- start --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create every agent, seed the entrypoints, then go ``running`` (§4.2)."""
+        node_name = self.runtime.config.node_name
+        self.event("job_pending")
+        self.event("job_validated")
+        self.event("job_scheduled", extra={"node": node_name})
+        out: dict[str, list[tuple[str, str]]] = {}
+        for edge in self.manifest.edges:
+            out.setdefault(edge.from_node, []).append((edge.message_type, edge.to_node))
+        cells = self.cells
+        for node in self.manifest.nodes:
+            cell = AgentCell(self, node)
+            cell.out_edges = tuple(out.get(node.node_id, ()))
+            cells[node.node_id] = cell
+        for cell in cells.values():
+            try:
+                cell.agent = create_agent(cell.node, cell)
+            except Exception as exc:
+                cell.status = states.FAILED
+                self.fail(cell.agent_id, f"failed to start agent {cell.agent_id}: {exc}")
+                return
+            cell.status = states.IDLE
+        try:
+            self._seed()
+        except Exception as exc:
+            self.fail("job_coordinator", f"failed to seed initial inputs: {exc}")
+            return
+        self.status = "running"
+        self.event("job_running")
+        self.touch()
+
+    def _seed(self) -> None:
+        job_id = self.job_id
+        for entrypoint in self.manifest.entrypoints:
+            target = self.cells[entrypoint]
+            for payload in self.manifest.inputs_for(entrypoint):
+                if isinstance(payload, dict):
+                    message = normalize(payload, job_id=job_id, to=entrypoint, type="init", cls="command")
+                else:
+                    message = Message("init", payload, job_id=job_id, to=entrypoint, cls="command")
+                self.deliver(target, message)
+
+    # -- delivery -----------------------------------------------------------------
+
+    def deliver(self, cell: AgentCell, message: Message) -> None:
+        if cell.status in states.TERMINAL_AGENT_STATES:
+            return
+        cell.mailbox.append(message)
+        if not cell.scheduled and not cell.paused:
+            cell.scheduled = True
+            self.runtime.scheduler.ready(cell)
+
+    def dead_letter(self, agent_id: str, message: Message, reason: str) -> None:
+        self.event("dead_letter", agent_id, None, {"reason": reason, "message": message.to_dict()})
+
+    # -- termination ----------------------------------------------------------------
+
+    def complete(self, agent_id: str, output: Any) -> None:
+        cell = self.cells.get(agent_id)
+        if self._terminate("completed", {"agent_id": agent_id, "output": output}):
+            if cell is not None:
+                cell.status = states.COMPLETED
+            self.event("job_completed", agent_id, None, {"result": output})
+            self._finish()
+
+    def fail(self, agent_id: str, error: str, details: dict[str, Any] | None = None) -> None:
+        result: dict[str, Any] = {"agent_id": agent_id, "error": error}
+        if details:
+            result["details"] = details
+        if self._terminate("failed", result):
+            self.error = error
+            self.event("job_failed", agent_id, None, {"reason": error})
+            self._finish()
+
+    def _terminate(self, status: str, result: Any) -> bool:
+        if self.terminal:
+            return False
+        self.terminal = True
+        self.status = status
+        self.result = result
+        dropped = 0
+        for cell in self.cells.values():
+            dropped += len(cell.mailbox)
+            cell.mailbox.clear()
+            if cell.status not in states.TERMINAL_AGENT_STATES:
+                cell.status = states.CANCELLED if status == "cancelled" else states.STOPPED
+            cell.dirty = True
+        if dropped:
+            self.event("mailbox_cleared", None, {"count": dropped, "reason": status})
+        self.touch()
+        return True
+
+    def _finish(self) -> None:
+        self.runtime.spawn(self._finalize())
+
+    async def _finalize(self) -> None:
+        """Stop agents (killing child processes), persist the final state, wake waiters."""
+        stops = []
+        for cell in self.cells.values():
+            task = cell.task
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+            if cell.agent is not None and cell.agent.is_async:
+                stops.append(cell.agent.stop())
+        if stops:
+            await asyncio.gather(*stops, return_exceptions=True)
+        for cell in self.cells.values():
+            cell.dirty = True
+        self.record_dirty = True
+        self.runtime.writer.mark(self)
+        try:
+            await self.runtime.writer.flush()
+        finally:
+            for queue in self.listeners:
+                queue.put_nowait(None)  # type: ignore[arg-type]
+            if not self.done.done():
+                self.done.set_result(self.record())
+            self.runtime.job_finished(self)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES

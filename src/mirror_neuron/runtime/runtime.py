@@ -1,0 +1,207 @@
+"""The runtime: hosts jobs on one asyncio loop, over one store.
+
+``async with Runtime(config) as rt: job_id = await rt.submit("examples/research_flow")``.
+Jobs hosted here are answered from memory; jobs hosted by another process (another
+``mn run``) are answered from the shared store, so every call works on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import Coroutine
+from typing import Any
+
+from .._time import now_iso
+from ..bundle import load_bundle
+from ..bundle.model import Bundle
+from ..config import Config
+from ..errors import JobNotFound, JobTimeout, StoreError
+from ..ids import job_id as new_job_id
+from ..store import open_store
+from ..store.base import TERMINAL_STATUSES, Store
+from .job import JobRun
+from .scheduler import Scheduler
+from .writer import StoreWriter
+
+POLL_START = 0.01
+POLL_MAX = 0.25
+
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+def _tune_gc(threshold: int | None) -> None:
+    global _gc_users, _gc_saved
+    if threshold is None:
+        return
+    if _gc_users == 0:
+        _gc_saved = gc.get_threshold()
+        if _gc_saved[0] < threshold:
+            gc.set_threshold(threshold, _gc_saved[1], _gc_saved[2])
+    _gc_users += 1
+
+
+def _restore_gc(threshold: int | None) -> None:
+    global _gc_users
+    if threshold is None:
+        return
+    _gc_users -= 1
+    if _gc_users == 0 and _gc_saved is not None:
+        gc.set_threshold(*_gc_saved)
+
+
+class Runtime:
+    """Hosts jobs. Use as an async context manager, or call :meth:`start` / :meth:`close`."""
+
+    def __init__(self, config: Config | None = None, *, store: Store | None = None) -> None:
+        self.config = config or Config()
+        self.store: Store = store if store is not None else open_store(self.config.store_url)
+        self.jobs: dict[str, JobRun] = {}
+        self.services: dict[str, Any] = {}
+        self.scheduler = Scheduler(self.config.agent_batch)
+        self.writer = StoreWriter(self.store, self.scheduler, self.config.flush_interval, self.config.flush_max_events)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._driver: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> Runtime:
+        if self._driver is None:
+            _tune_gc(self.config.gc_threshold)
+            self._driver = asyncio.create_task(self.scheduler.run(), name="mn-scheduler")
+            self._heartbeat = asyncio.create_task(self._beat(), name="mn-heartbeat")
+        return self
+
+    async def __aenter__(self) -> Runtime:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop hosting: live jobs fail with a clear reason, everything is flushed, the store closed."""
+        if self._closed:
+            return
+        self._closed = True
+        for job in list(self.jobs.values()):
+            job.fail("job_runner", "runtime stopped before the job finished")
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for task in (self._driver, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.writer.close()
+        self.store.close()
+        if self._driver is not None:
+            _restore_gc(self.config.gc_threshold)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a runtime-owned background task (kept referenced until done)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def job_finished(self, job: JobRun) -> None:
+        self.jobs.pop(job.job_id, None)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            stamp = now_iso()
+            for job in self.jobs.values():
+                job.heartbeat_at = stamp
+                job.record_dirty = True
+                self.writer.mark(job)
+
+    # -- jobs -----------------------------------------------------------------------
+
+    async def submit(self, source: Any, *, job_id: str | None = None) -> str:
+        """Validate and start a job; returns its id once the ``pending`` record is stored."""
+        if self._driver is None:
+            await self.start()
+        bundle = source if isinstance(source, Bundle) else load_bundle(source)
+        job_id = job_id or new_job_id(bundle.manifest.graph_id)
+        job = JobRun(self, bundle, job_id)
+        try:
+            await self.writer.run_blocking(self.store.create_job, job.record())
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"failed to persist initial job: {exc}") from exc
+        job.record_dirty = False
+        self.jobs[job_id] = job
+        job.start()
+        return job_id
+
+    async def run(self, source: Any, *, timeout: float | None = None) -> tuple[str, dict[str, Any]]:
+        """Submit and wait: ``(job_id, terminal job record)``."""
+        job_id = await self.submit(source)
+        return job_id, await self.wait(job_id, timeout)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The terminal job record, as soon as the job is completed, failed or cancelled."""
+        job = self.jobs.get(job_id)
+        try:
+            async with asyncio.timeout(timeout):
+                if job is not None:
+                    return await asyncio.shield(job.done)
+                return await self._poll_terminal(job_id)
+        except TimeoutError:
+            raise JobTimeout(job_id, timeout) from None
+
+    async def _poll_terminal(self, job_id: str) -> dict[str, Any]:
+        delay = POLL_START
+        while True:
+            record = await self._read(self.store.get_job, job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            if record.get("status") in TERMINAL_STATUSES:
+                return record
+            job = self.jobs.get(job_id)
+            if job is not None:  # it started here meanwhile
+                return await asyncio.shield(job.done)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX)
+
+    async def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.store.blocking:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    # -- inspection -----------------------------------------------------------------
+
+    async def inspect_job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job.record()
+        record = await self._read(self.store.get_job, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    async def inspect_agents(self, job_id: str) -> list[dict[str, Any]]:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return [job.cells[k].snapshot() for k in sorted(job.cells)]
+        if await self._read(self.store.get_job, job_id) is None:
+            raise JobNotFound(job_id)
+        return await self._read(self.store.get_agents, job_id)
+
+    async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            await self.writer.flush()
+        elif await self._read(self.store.get_job, job_id) is None:
+            raise JobNotFound(job_id)
+        return await self._read(self.store.read_events, job_id, after=after, limit=limit)
+
+    async def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
+        await self.writer.flush()
+        return await self._read(self.store.list_jobs, limit=limit, include_terminal=include_terminal)

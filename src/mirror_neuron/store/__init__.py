@@ -1,0 +1,101 @@
+"""Stores: where jobs, events and agent snapshots live, chosen by one URL.
+
+:func:`open_store` is the only place that turns configuration into a store, so the CLI,
+the API and tests all accept the same spellings:
+
+* ``memory://`` — in-process, gone when the process exits (tests, throwaway runs);
+* ``sqlite:///abs/path.db`` (also ``sqlite:////abs/path.db``) or ``sqlite://rel/path.db``
+  (relative to the working directory) — the embedded default;
+* a plain path: a ``.db``/``.sqlite``/``.sqlite3`` file, or a directory that gets a
+  ``mirror_neuron.db`` inside it;
+* ``redis://…`` — the shared store (not available yet).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import StoreError
+from .base import LIVE_STATUSES, TERMINAL_STATUSES, Store, WriteBatch
+from .memory import MemoryStore
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "DEFAULT_DB_NAME",
+    "LIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "WriteBatch",
+    "open_store",
+]
+
+#: File name used when the store location is a directory.
+DEFAULT_DB_NAME = "mirror_neuron.db"
+_DB_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
+# Two or more letters, so that a Windows drive ("C:\\data") is not taken for a scheme.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?(.*)$", re.DOTALL)
+_EXPECTED = "expected memory://, sqlite:///path/to/file.db, redis://host:port/db or a directory or .db path"
+
+
+def open_store(url: str | Path | None, *, data_dir: str | Path | None = None) -> Store:
+    """Open the store that ``url`` names; with no URL, the SQLite file in ``data_dir``.
+
+    ``data_dir`` defaults to the per-user data directory. Raises :class:`StoreError` for
+    a URL it does not understand or a location that cannot be opened.
+    """
+    if url is None or (isinstance(url, str) and not url.strip()):
+        from ..config import default_data_dir
+
+        return SQLiteStore(Path(data_dir if data_dir is not None else default_data_dir()) / DEFAULT_DB_NAME)
+    if isinstance(url, Path):
+        return _open_path(url)
+    text = url.strip()
+    match = _SCHEME.match(text)
+    if match is None:
+        return _open_path(Path(text))
+    scheme, slashes, rest = match[1].lower(), match[2], match[3]
+    if not slashes:
+        raise StoreError(f"invalid store URL {text!r}: {_EXPECTED}")
+    if scheme == "memory":
+        if rest:
+            raise StoreError(f"invalid store URL {text!r}: a memory store takes no location, use memory://")
+        return MemoryStore()
+    if scheme == "sqlite":
+        return SQLiteStore(_sqlite_path(text, rest))
+    if scheme in ("redis", "rediss"):
+        return _open_redis(text)
+    raise StoreError(f"unsupported store URL {text!r}: {_EXPECTED}")
+
+
+def _sqlite_path(url: str, rest: str) -> Path:
+    """``sqlite:///abs`` and ``sqlite:////abs`` are absolute, ``sqlite://rel`` is relative to the cwd."""
+    if not rest or rest == ":memory:" or "?" in rest:
+        raise StoreError(
+            f"invalid SQLite store URL {url!r}: give a file path such as sqlite:///var/lib/mn/jobs.db "
+            "(for a store that is not kept, use memory://)"
+        )
+    if rest.startswith("/"):
+        return Path("/" + rest.lstrip("/"))
+    return Path(rest).expanduser()
+
+
+def _open_path(path: Path) -> Store:
+    """A plain path: a database file by suffix, otherwise a directory that holds one."""
+    path = path.expanduser()
+    if path.suffix.lower() in _DB_SUFFIXES and not path.is_dir():
+        return SQLiteStore(path)
+    if path.is_dir() or (not path.exists() and not path.suffix):
+        return SQLiteStore(path / DEFAULT_DB_NAME)
+    raise StoreError(f"invalid store location {str(path)!r}: {_EXPECTED}")
+
+
+def _open_redis(url: str) -> Store:
+    # The Redis store arrives with a later change: import it here, lazily, so that the
+    # redis client stays an optional dependency (``from .redis import RedisStore``).
+    raise StoreError(
+        f"the Redis store is not available yet; cannot open {url!r}. "
+        "Use sqlite:///path/to/file.db (the default) or memory:// instead"
+    )

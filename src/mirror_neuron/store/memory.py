@@ -1,0 +1,85 @@
+"""In-memory store: for tests and ephemeral runs. Holds event objects, not JSON."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from ..errors import StoreError
+from ..events import Event
+from .base import TERMINAL_STATUSES, WriteBatch
+
+
+class MemoryStore:
+    """A :class:`~mirror_neuron.store.base.Store` that lives and dies with the process."""
+
+    blocking = False
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._agents: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def write_batch(self, batch: WriteBatch) -> None:
+        with self._lock:
+            for record in batch.jobs:
+                self._put_job(record)
+            for job_id, events in batch.events.items():
+                self._events.setdefault(job_id, []).extend(events)
+            for job_id, snapshots in batch.agents.items():
+                agents = self._agents.setdefault(job_id, {})
+                for snap in snapshots:
+                    agents[snap["agent_id"]] = snap
+
+    def _put_job(self, record: dict[str, Any]) -> None:
+        current = self._jobs.get(record["job_id"])
+        if current is not None and current.get("status") in TERMINAL_STATUSES:
+            return
+        self._jobs[record["job_id"]] = dict(record)
+
+    def create_job(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            if record["job_id"] in self._jobs:
+                raise StoreError(f"job {record['job_id']} already exists")
+            self._jobs[record["job_id"]] = dict(record)
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            return copy.deepcopy(record) if record is not None else None
+
+    def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
+        with self._lock:
+            jobs = [copy.deepcopy(r) for r in self._jobs.values()]
+        if not include_terminal:
+            jobs = [j for j in jobs if j.get("status") not in TERMINAL_STATUSES]
+        jobs.sort(key=lambda j: j.get("updated_at") or j.get("submitted_at") or "", reverse=True)
+        return jobs if limit is None else jobs[:limit]
+
+    def delete_job(self, job_id: str) -> bool:
+        with self._lock:
+            self._events.pop(job_id, None)
+            self._agents.pop(job_id, None)
+            return self._jobs.pop(job_id, None) is not None
+
+    def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            events = self._events.get(job_id, [])
+            # seq is 1-based and dense, so ``after`` is also an index.
+            selected = events[after:] if limit is None else events[after : after + limit]
+        return [e.to_dict() for e in selected]
+
+    def count_events(self, job_id: str) -> int:
+        with self._lock:
+            return len(self._events.get(job_id, ()))
+
+    def get_agents(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            agents = self._agents.get(job_id, {})
+            return [copy.deepcopy(agents[k]) for k in sorted(agents)]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,108 @@
+"""open_store: every accepted spelling of a store location, and clear errors for the rest."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import mirror_neuron.store as store_pkg
+from mirror_neuron.errors import StoreError
+from mirror_neuron.store import MemoryStore, SQLiteStore, Store, open_store
+
+
+def opened_path(url: str | Path | None, **kwargs: object) -> Path:
+    store = open_store(url, **kwargs)  # type: ignore[arg-type]
+    try:
+        assert isinstance(store, SQLiteStore)
+        return store.path
+    finally:
+        store.close()
+
+
+def test_memory_url_opens_a_memory_store() -> None:
+    store = open_store("memory://")
+    assert isinstance(store, MemoryStore)
+    assert isinstance(store, Store)
+
+
+def test_sqlite_url_with_absolute_path(tmp_path: Path) -> None:
+    assert opened_path(f"sqlite://{tmp_path}/a.db") == tmp_path / "a.db"
+
+
+def test_sqlite_url_with_four_slashes_is_absolute_too(tmp_path: Path) -> None:
+    # Config.from_env builds f"sqlite:///{data_dir / 'mirror_neuron.db'}" from an absolute data_dir.
+    assert opened_path(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
+
+
+def test_sqlite_url_with_relative_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert opened_path("sqlite://sub/rel.db") == tmp_path / "sub" / "rel.db"
+
+
+def test_store_url_round_trips_through_open_store(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "x.db") as store:
+        url = store.url
+    assert opened_path(url) == tmp_path / "x.db"
+
+
+@pytest.mark.parametrize("name", ["jobs.db", "jobs.sqlite", "jobs.SQLITE3"])
+def test_plain_database_file_path(tmp_path: Path, name: str) -> None:
+    assert opened_path(str(tmp_path / name)) == tmp_path / name
+    assert opened_path(tmp_path / name) == tmp_path / name
+
+
+def test_directory_path_gets_the_default_file_inside(tmp_path: Path) -> None:
+    assert opened_path(str(tmp_path)) == tmp_path / "mirror_neuron.db"
+    assert opened_path(tmp_path / "new_dir") == tmp_path / "new_dir" / "mirror_neuron.db"
+
+
+def test_no_url_uses_the_data_dir(tmp_path: Path) -> None:
+    assert opened_path(None, data_dir=tmp_path) == tmp_path / "mirror_neuron.db"
+    assert opened_path("", data_dir=str(tmp_path)) == tmp_path / "mirror_neuron.db"
+
+
+def test_redis_url_says_redis_is_not_available_yet() -> None:
+    with pytest.raises(StoreError, match="Redis store is not available yet"):
+        open_store("redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://db/jobs",
+        "memory://somewhere",
+        "sqlite://",
+        "sqlite://:memory:",
+        "sqlite:jobs.db",
+        "s3://bucket/x",
+    ],
+)
+def test_unsupported_url_gives_store_error_naming_it(url: str) -> None:
+    with pytest.raises(StoreError, match=re.escape(repr(url))):
+        open_store(url)
+
+
+def test_existing_file_that_is_not_a_database_path_is_refused(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.json"
+    notes.write_text("{}")
+    with pytest.raises(StoreError, match=r"notes\.json"):
+        open_store(str(notes))
+    assert notes.read_text() == "{}"
+
+
+def test_public_names_are_exported() -> None:
+    assert set(store_pkg.__all__) >= {
+        "Store",
+        "WriteBatch",
+        "MemoryStore",
+        "SQLiteStore",
+        "TERMINAL_STATUSES",
+        "LIVE_STATUSES",
+        "open_store",
+    }
+    for name in store_pkg.__all__:
+        assert hasattr(store_pkg, name)
