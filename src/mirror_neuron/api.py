@@ -36,6 +36,8 @@ class _Portal:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+            if not self.thread.is_alive():
+                self.loop.close()
 
 
 _portal: _Portal | None = None

@@ -13,6 +13,7 @@ executor stdout protocol.
 from __future__ import annotations
 
 import gzip
+import zlib
 from typing import Any
 
 from . import _json
@@ -320,9 +321,9 @@ def normalize(
         m = _new(Message)
         m.type = type
         m.body = dict(data)
-        m.job_id = job_id
+        m.job_id = job_id or None  # as the general path: an empty id is no id
         m.sender = sender
-        m.to = to
+        m.to = to or None
         m._mid = next_id()
         m.timestamp = now()
         m._cause = None
@@ -351,6 +352,9 @@ def normalize(
     mtype = get("type") or type
     if not isinstance(mtype, str):
         raise MessageError(f"message type must be a string, got {_kind(mtype)}")
+    ctype = get("content_type") or "application/json"
+    if not isinstance(ctype, str):
+        raise MessageError(f"message content_type must be a string, got {_kind(ctype)}")
     encoding = get("content_encoding") or "identity"
     if encoding not in ENCODINGS:
         raise MessageError(f'unsupported content_encoding "{encoding}"')
@@ -362,13 +366,13 @@ def normalize(
         to=to or get("to"),
         cls=get("class") or cls,
         message_id=_str_or_none(get("message_id")),
-        timestamp=get("timestamp"),
+        timestamp=_timestamp(get("timestamp")),
         correlation_id=_str_or_none(get("correlation_id")),
         causation_id=_str_or_none(get("causation_id")),
         attempt=_int(get("attempt"), 1),
         priority=_int(get("priority"), 100),
         ttl_ms=_int(get("ttl_ms"), None),
-        content_type=get("content_type") or "application/json",
+        content_type=ctype,
         content_encoding=encoding,
         headers=headers if isinstance(headers, dict) else {},
         artifacts=artifacts if isinstance(artifacts, list) else [],
@@ -383,6 +387,23 @@ def from_dict(data: dict) -> Message:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+#: Epoch seconds of 10000-01-01: later (or negative) numbers have no ISO-8601 form.
+_MAX_EPOCH = 253402300800
+
+
+def _timestamp(value: Any) -> float | str | None:
+    """An input timestamp as kept on a message: text as given, epoch seconds if formattable.
+
+    Anything else (null, objects, lists, booleans, out-of-range numbers) counts as absent
+    and gets the default (now), like an invalid ``attempt`` gets 1.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < _MAX_EPOCH:
+        return value
+    return None
 
 
 def _int(value: Any, default: int | None) -> Any:
@@ -406,7 +427,9 @@ def _kind(value: Any) -> str:
 # -- body encoding -------------------------------------------------------------------
 
 
-def encode_body(body: Any, content_type: str = "application/json", content_encoding: str = "identity") -> bytes:
+def encode_body(
+    body: Any, content_type: str = "application/json", content_encoding: str = "identity"
+) -> bytes:
     """Encode a body for a worker per its content type, then its content encoding (§3.3)."""
     ctype = (content_type or "application/json").split(";", 1)[0].strip().lower()
     if ctype in NDJSON_TYPES:
@@ -433,18 +456,23 @@ def apply_encoding(raw: bytes, content_encoding: str | None) -> bytes:
     raise MessageError(f'unsupported content_encoding "{content_encoding}"')
 
 
-def decode_body(raw: bytes, content_type: str = "application/json", content_encoding: str = "identity") -> Any:
+def decode_body(
+    raw: bytes, content_type: str = "application/json", content_encoding: str = "identity"
+) -> Any:
     """Inverse of :func:`encode_body`: NDJSON decodes to a list, octet-stream stays bytes."""
     if content_encoding == "gzip":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise MessageError(f"body is not valid gzip: {exc}") from exc
     elif content_encoding not in (None, "", "identity"):
         raise MessageError(f'unsupported content_encoding "{content_encoding}"')
     ctype = (content_type or "application/json").split(";", 1)[0].strip().lower()
-    if ctype in NDJSON_TYPES:
-        return [_json.loads(line) for line in raw.splitlines() if line.strip()]
     if ctype == OCTET_STREAM:
         return raw
     try:
+        if ctype in NDJSON_TYPES:
+            return [_json.loads(line) for line in raw.splitlines() if line.strip()]
         return _json.loads(raw)
     except _json.JSONDecodeError as exc:
         raise MessageError(f"body is not valid JSON for content type {ctype}: {exc}") from exc

@@ -92,10 +92,10 @@ def test_list_jobs_is_newest_first_by_updated_at_falling_back_to_submitted_at(st
     assert [j["job_id"] for j in store.list_jobs()] == ["new", "never_updated", "old", "empty_updated"]
 
 
-def test_list_jobs_breaks_ties_in_insertion_order(store: Store) -> None:
+def test_list_jobs_breaks_ties_newest_created_first(store: Store) -> None:
     for job_id in ("b", "c", "a"):
         store.create_job(job(job_id, updated_at="2024-01-01T00:00:00.000Z"))
-    assert [j["job_id"] for j in store.list_jobs()] == ["b", "c", "a"]
+    assert [j["job_id"] for j in store.list_jobs()] == ["a", "c", "b"]
 
 
 def test_list_jobs_order_follows_updates(store: Store) -> None:

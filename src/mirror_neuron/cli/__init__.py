@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     from .app import cli
 
     try:
-        cli.main(args=argv, prog_name="mn", standalone_mode=False)
+        # Without standalone mode click returns an ``Exit``'s code instead of raising it.
+        code = cli.main(args=argv, prog_name="mn", standalone_mode=False)
+        return code if isinstance(code, int) else EXIT_OK
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
@@ -50,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("hint: set MIRROR_NEURON_DEBUG=1 to see the traceback", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
 
 
 def run() -> None:

@@ -8,6 +8,7 @@ every agent stops taking messages the moment the job ends.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._time import now, now_iso
@@ -17,13 +18,14 @@ from ..events import make as make_event
 from ..messages import Message, normalize
 from ..store.base import TERMINAL_STATUSES
 from . import cell as states
-from .cell import AgentCell
+from .cell import NO_MAIL, AgentCell
 
 if TYPE_CHECKING:
     from ..bundle.model import Bundle
     from .runtime import Runtime
 
 RECEIVED = "agent_message_received"
+_tuple_new = tuple.__new__
 
 
 class JobRun:
@@ -96,15 +98,19 @@ class JobRun:
 
     def received(self, cell: AgentCell, m: Message) -> None:
         """The ``agent_message_received`` event: the hottest event, kept to one tuple."""
-        self.seq += 1
-        ev = make_event(
-            self.seq,
-            RECEIVED,
-            self.job_id,
-            now(),
-            cell.agent_id,
-            (m._mid, m.sender, m.to, m.type, (meta := m.meta).cls, meta.content_type, meta.content_encoding, meta.stream),
-            None,
+        self.seq = seq = self.seq + 1
+        meta = m.meta
+        ev = _tuple_new(
+            Event,
+            (
+                seq,
+                RECEIVED,
+                self.job_id,
+                now(),
+                cell.agent_id,
+                (m._mid, m.sender, m.to, m.type, meta.cls, meta.content_type, meta.content_encoding, meta.stream),
+                None,
+            ),
         )
         self.pending_events.append(ev)
         if self.listeners:
@@ -160,7 +166,10 @@ class JobRun:
     def deliver(self, cell: AgentCell, message: Message) -> None:
         if cell.status in states.TERMINAL_AGENT_STATES:
             return
-        cell.mailbox.append(message)
+        mailbox = cell.mailbox
+        if mailbox is NO_MAIL:
+            cell.mailbox = mailbox = deque()
+        mailbox.append(message)
         if not cell.scheduled and not cell.paused:
             cell.scheduled = True
             self.runtime.scheduler.ready(cell)
@@ -196,7 +205,8 @@ class JobRun:
         dropped = 0
         for cell in self.cells.values():
             dropped += len(cell.mailbox)
-            cell.mailbox.clear()
+            if cell.mailbox:
+                cell.mailbox.clear()
             if cell.status not in states.TERMINAL_AGENT_STATES:
                 cell.status = states.CANCELLED if status == "cancelled" else states.STOPPED
             cell.dirty = True

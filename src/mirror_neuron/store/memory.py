@@ -24,6 +24,10 @@ class MemoryStore:
         self._agents: dict[str, dict[str, dict[str, Any]]] = {}
 
     def write_batch(self, batch: WriteBatch) -> None:
+        for job_id, snapshots in batch.agents.items():
+            for snap in snapshots:
+                if "agent_id" not in snap:  # all-or-nothing, like a SQL transaction
+                    raise StoreError(f"an agent snapshot of job {job_id} has no agent_id")
         with self._lock:
             for record in batch.jobs:
                 self._put_job(record)
@@ -56,7 +60,10 @@ class MemoryStore:
             jobs = [copy.deepcopy(r) for r in self._jobs.values()]
         if not include_terminal:
             jobs = [j for j in jobs if j.get("status") not in TERMINAL_STATUSES]
-        jobs.sort(key=lambda j: j.get("updated_at") or j.get("submitted_at") or "", reverse=True)
+        # Newest update first; among equal timestamps the most recently created first.
+        order = list(enumerate(jobs))
+        order.sort(key=lambda p: (p[1].get("updated_at") or p[1].get("submitted_at") or "", p[0]), reverse=True)
+        jobs = [j for _, j in order]
         return jobs if limit is None else jobs[:limit]
 
     def delete_job(self, job_id: str) -> bool:

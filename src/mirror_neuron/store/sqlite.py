@@ -174,7 +174,7 @@ class SQLiteStore:
     def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
         where = "" if include_terminal else f"WHERE COALESCE(status, '') NOT IN {_TERMINAL_SQL}"
         # rowid breaks ties in insertion order, as the in-memory store's stable sort does.
-        sql = f"SELECT record FROM jobs {where} ORDER BY {_RECENT} DESC, rowid LIMIT ?"
+        sql = f"SELECT record FROM jobs {where} ORDER BY {_RECENT} DESC, rowid DESC LIMIT ?"
         rows = self._query("listing jobs", sql, (-1 if limit is None else limit,))
         return [loads(record) for (record,) in rows]
 

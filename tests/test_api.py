@@ -1,0 +1,116 @@
+"""The module-level Python API: synchronous functions and their asyncio twins."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mirror_neuron as mn
+from builders import EXAMPLES, aggregator, manifest, router
+from mirror_neuron import aio
+
+
+@pytest.fixture
+def api(data_dir: Path) -> Iterator[Path]:
+    """The default runtime over a fresh data dir, shut down afterwards."""
+    yield data_dir
+    mn.shutdown()
+
+
+def test_validate_manifest_returns_the_bundle_and_starts_nothing(api: Path) -> None:
+    bundle = mn.validate_manifest(str(EXAMPLES / "research_flow"))
+    assert bundle.manifest.graph_id == "research_flow_v1"
+    assert bundle.root_path == EXAMPLES / "research_flow"
+    assert bundle.manifest_path == EXAMPLES / "research_flow" / "manifest.json"
+    assert not (api / "mirror_neuron.db").exists()
+
+
+def test_validate_manifest_raises_with_every_error(api: Path) -> None:
+    with pytest.raises(mn.ManifestError) as err:
+        mn.validate_manifest({"nodes": [{"node_id": "a", "agent_type": "nope"}], "edges": []})
+    assert err.value.errors[:2] == ["manifest_version is required", "graph_id is required"]
+    assert 'unsupported agent_type "nope" for node a' in err.value.errors
+
+
+def test_run_manifest_with_wait_returns_id_and_terminal_record(api: Path) -> None:
+    job_id, job = mn.run_manifest(str(EXAMPLES / "research_flow"), wait=True, timeout=10)
+    assert job["job_id"] == job_id and job["status"] == "completed"
+    assert mn.inspect_job(job_id)["status"] == "completed"
+    assert [a["agent_id"] for a in mn.inspect_agents(job_id)] == ["ingress", "retriever", "reviewer"]
+    assert mn.events(job_id)[-1]["type"] == "job_completed"
+    assert job_id in [j["job_id"] for j in mn.list_jobs()]
+
+
+def test_run_manifest_without_wait_returns_the_id_and_the_job_goes_on(api: Path) -> None:
+    job_id = mn.run_manifest(str(EXAMPLES / "fan_out_fan_in"))
+    assert isinstance(job_id, str)
+    job = mn.wait_for_job(job_id, timeout=10)
+    assert job["status"] == "completed" and job["result"]["output"]["count"] == 4
+
+
+def test_run_manifest_accepts_a_prevalidated_bundle(api: Path) -> None:
+    bundle = mn.validate_manifest(str(EXAMPLES / "research_flow"))
+    job_id, job = mn.run_manifest(None, job_bundle=bundle, wait=True, timeout=10)
+    assert job["result"]["agent_id"] == "reviewer"
+
+
+def test_wait_for_job_on_an_unknown_id_raises_at_once(api: Path) -> None:
+    with pytest.raises(mn.JobNotFound):
+        mn.wait_for_job("no-such-job")
+
+
+def test_wait_for_job_times_out_in_seconds(api: Path) -> None:
+    quiet = manifest([router("a"), aggregator("sink", complete_after=3)], [("a", "sink", "init")])
+    job_id = mn.run_manifest(quiet)
+    with pytest.raises(mn.JobTimeout):
+        mn.wait_for_job(job_id, timeout=0.05)
+
+
+def test_raise_on_failure_turns_a_failed_job_into_an_exception(api: Path) -> None:
+    bad = manifest([{"node_id": "m", "agent_type": "module", "config": {"module": "x"}}])
+    with pytest.raises(mn.JobFailed, match="module agents"):
+        mn.run_manifest(bad, wait=True, timeout=10, raise_on_failure=True)
+
+
+def test_a_second_process_sees_jobs_run_by_the_first(api: Path) -> None:
+    job_id, _ = mn.run_manifest(str(EXAMPLES / "research_flow"), wait=True, timeout=10)
+    code = (
+        "import mirror_neuron as mn, json, sys; "
+        f"print(json.dumps([mn.inspect_job({job_id!r})['status'], len(mn.events({job_id!r})), "
+        f"[a['agent_id'] for a in mn.inspect_agents({job_id!r})], mn.wait_for_job({job_id!r})['status']]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == f'["completed", {len(mn.events(job_id))}, ["ingress", "retriever", "reviewer"], "completed"]'
+
+
+async def test_the_asyncio_api_mirrors_the_synchronous_one(data_dir: Path) -> None:
+    try:
+        bundle = await aio.validate_manifest(str(EXAMPLES / "research_flow"))
+        job_id, job = await aio.run_manifest(None, job_bundle=bundle, wait=True, timeout=10)
+        assert job["status"] == "completed"
+        assert (await aio.inspect_job(job_id))["status"] == "completed"
+        assert len(await aio.inspect_agents(job_id)) == 3
+        assert (await aio.events(job_id))[0]["type"] == "job_pending"
+        assert (await aio.list_jobs(limit=1))[0]["job_id"] == job_id
+        other = await aio.run_manifest(str(EXAMPLES / "batch_alarm"))
+        assert (await aio.wait_for_job(other, timeout=10))["result"]["agent_id"] == "alarm"
+        with pytest.raises(mn.JobNotFound):
+            await aio.wait_for_job("missing")
+    finally:
+        await aio.shutdown()
+
+
+def test_public_names_are_pinned() -> None:
+    assert set(mn.__all__) == {
+        "AgentNotFound", "Bundle", "Config", "Edge", "ExecutionError", "JobFailed", "JobNotFound",
+        "JobStateError", "JobTimeout", "Manifest", "ManifestError", "Message", "MessageError",
+        "MirrorNeuronError", "Node", "NotFound", "Runtime", "StoreError", "__version__", "events",
+        "inspect_agents", "inspect_job", "list_jobs", "load_bundle", "run_manifest", "shutdown",
+        "validate_manifest", "wait_for_job",
+    }
+    for name in mn.__all__:
+        assert getattr(mn, name) is not None
