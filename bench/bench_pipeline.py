@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import tempfile
@@ -26,11 +27,11 @@ from mirror_neuron.store import open_store
 
 def pipeline_manifest(n: int) -> dict:
     routers = ["ingress", "stage2", "stage3"]
-    nodes = [
-        {"node_id": r, "agent_type": "router", "config": {"emit_type": "work"}} for r in routers
-    ] + [{"node_id": "sink", "agent_type": "sensor", "config": {"complete_after": n, "complete_job": True}}]
+    nodes = [{"node_id": r, "agent_type": "router", "config": {"emit_type": "work"}} for r in routers] + [
+        {"node_id": "sink", "agent_type": "sensor", "config": {"complete_after": n, "complete_job": True}}
+    ]
     chain = [*routers, "sink"]
-    edges = [{"from_node": a, "to_node": b, "message_type": "work"} for a, b in zip(chain, chain[1:])]
+    edges = [{"from_node": a, "to_node": b, "message_type": "work"} for a, b in itertools.pairwise(chain)]
     return {
         "manifest_version": "1.0",
         "graph_id": "bench_pipeline",

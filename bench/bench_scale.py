@@ -31,13 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fan_manifest(width: int) -> dict:
-    workers = [{"node_id": f"w{i}", "agent_type": "router", "config": {"emit_type": "done"}} for i in range(width)]
+    workers = [
+        {"node_id": f"w{i}", "agent_type": "router", "config": {"emit_type": "done"}} for i in range(width)
+    ]
     return {
         "manifest_version": "1.0",
         "graph_id": "fan",
         "entrypoints": ["src"],
-        "nodes": [{"node_id": "src", "agent_type": "router", "config": {"emit_type": "work"}}, *workers,
-                  {"node_id": "sink", "agent_type": "aggregator", "config": {"complete_after": width}}],
+        "nodes": [
+            {"node_id": "src", "agent_type": "router", "config": {"emit_type": "work"}},
+            *workers,
+            {"node_id": "sink", "agent_type": "aggregator", "config": {"complete_after": width}},
+        ],
         "edges": [{"from_node": "src", "to_node": f"w{i}", "message_type": "work"} for i in range(width)]
         + [{"from_node": f"w{i}", "to_node": "sink", "message_type": "done"} for i in range(width)],
     }
@@ -86,8 +91,17 @@ def cli_run() -> float:
         env = {**os.environ, "MIRROR_NEURON_DATA_DIR": tmp}
         start = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-m", "mirror_neuron", "run", "--json", str(ROOT / "examples" / "research_flow")],
-            capture_output=True, env=env, check=True,
+            [
+                sys.executable,
+                "-m",
+                "mirror_neuron",
+                "run",
+                "--json",
+                str(ROOT / "examples" / "research_flow"),
+            ],
+            capture_output=True,
+            env=env,
+            check=True,
         )
         elapsed = time.perf_counter() - start
         assert json.loads(out.stdout)["status"] == "completed"
@@ -103,13 +117,18 @@ def main() -> None:
     fan = [asyncio.run(fan_round(args.fanout)) for _ in range(args.repeat)]
     starts, costs = zip(*(asyncio.run(large_job(args.nodes)) for _ in range(max(1, args.repeat // 2))))
     cli = [cli_run() for _ in range(args.repeat)]
-    print(json.dumps({
-        "fanout_first_round_ms": round(statistics.median(fan) * 1000, 1),
-        "large_job_nodes": args.nodes,
-        "large_job_start_s": round(statistics.median(starts), 3),
-        "idle_agent_bytes": round(statistics.median(costs)),
-        "mn_run_research_flow_s": round(statistics.median(cli), 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "fanout_first_round_ms": round(statistics.median(fan) * 1000, 1),
+                "large_job_nodes": args.nodes,
+                "large_job_start_s": round(statistics.median(starts), 3),
+                "idle_agent_bytes": round(statistics.median(costs)),
+                "mn_run_research_flow_s": round(statistics.median(cli), 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,13 +9,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def manifest(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]] = (), **top: Any) -> dict[str, Any]:
+def manifest(
+    nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]] = (), **top: Any
+) -> dict[str, Any]:
     """A manifest dict; ``edges`` as ``(from, to, message_type)``; first node is the entrypoint."""
     data: dict[str, Any] = {
         "manifest_version": "1.0",
         "graph_id": top.pop("graph_id", "test_graph"),
         "nodes": nodes,
-        "edges": [{"edge_id": f"e{i}", "from_node": a, "to_node": b, "message_type": t} for i, (a, b, t) in enumerate(edges)],
+        "edges": [
+            {"edge_id": f"e{i}", "from_node": a, "to_node": b, "message_type": t}
+            for i, (a, b, t) in enumerate(edges)
+        ],
     }
     data.setdefault("entrypoints", [nodes[0]["node_id"]])
     data.update(top)

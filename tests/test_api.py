@@ -54,7 +54,7 @@ def test_run_manifest_without_wait_returns_the_id_and_the_job_goes_on(api: Path)
 
 def test_run_manifest_accepts_a_prevalidated_bundle(api: Path) -> None:
     bundle = mn.validate_manifest(str(EXAMPLES / "research_flow"))
-    job_id, job = mn.run_manifest(None, job_bundle=bundle, wait=True, timeout=10)
+    _, job = mn.run_manifest(None, job_bundle=bundle, wait=True, timeout=10)
     assert job["result"]["agent_id"] == "reviewer"
 
 
@@ -84,7 +84,10 @@ def test_a_second_process_sees_jobs_run_by_the_first(api: Path) -> None:
         f"[a['agent_id'] for a in mn.inspect_agents({job_id!r})], mn.wait_for_job({job_id!r})['status']]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == f'["completed", {len(mn.events(job_id))}, ["ingress", "retriever", "reviewer"], "completed"]'
+    assert (
+        out.stdout.strip()
+        == f'["completed", {len(mn.events(job_id))}, ["ingress", "retriever", "reviewer"], "completed"]'
+    )
 
 
 async def test_the_asyncio_api_mirrors_the_synchronous_one(data_dir: Path) -> None:
@@ -106,11 +109,34 @@ async def test_the_asyncio_api_mirrors_the_synchronous_one(data_dir: Path) -> No
 
 def test_public_names_are_pinned() -> None:
     assert set(mn.__all__) == {
-        "AgentNotFound", "Bundle", "Config", "Edge", "ExecutionError", "JobFailed", "JobNotFound",
-        "JobStateError", "JobTimeout", "Manifest", "ManifestError", "Message", "MessageError",
-        "MirrorNeuronError", "Node", "NotFound", "Runtime", "StoreError", "__version__", "events",
-        "inspect_agents", "inspect_job", "list_jobs", "load_bundle", "run_manifest", "shutdown",
-        "validate_manifest", "wait_for_job",
+        "AgentNotFound",
+        "Bundle",
+        "Config",
+        "Edge",
+        "ExecutionError",
+        "JobFailed",
+        "JobNotFound",
+        "JobStateError",
+        "JobTimeout",
+        "Manifest",
+        "ManifestError",
+        "Message",
+        "MessageError",
+        "MirrorNeuronError",
+        "Node",
+        "NotFound",
+        "Runtime",
+        "StoreError",
+        "__version__",
+        "events",
+        "inspect_agents",
+        "inspect_job",
+        "list_jobs",
+        "load_bundle",
+        "run_manifest",
+        "shutdown",
+        "validate_manifest",
+        "wait_for_job",
     }
     for name in mn.__all__:
         assert getattr(mn, name) is not None

@@ -17,7 +17,11 @@ def mn(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedP
     env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(data_dir)}
     env.pop("MIRROR_NEURON_STORE_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "mirror_neuron", *args], capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "mirror_neuron", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
 
 
@@ -44,8 +48,11 @@ def test_validate_accepts_a_good_bundle(data: Path) -> None:
 def test_validate_prints_each_error_on_its_own_line(tmp_path: Path, data: Path) -> None:
     bundle = write_bundle(
         tmp_path / "bad",
-        {"manifest_version": "1.0", "nodes": [{"node_id": "a", "agent_type": "router"}],
-         "edges": [{"edge_id": "e1", "from_node": "a", "to_node": "ghost", "message_type": "x"}]},
+        {
+            "manifest_version": "1.0",
+            "nodes": [{"node_id": "a", "agent_type": "router"}],
+            "edges": [{"edge_id": "e1", "from_node": "a", "to_node": "ghost", "message_type": "x"}],
+        },
     )
     out = mn("validate", str(bundle), data_dir=data)
     assert out.returncode == 1
@@ -64,10 +71,15 @@ def test_validate_prints_each_error_on_its_own_line(tmp_path: Path, data: Path) 
         (lambda p: p, "job folder does not exist"),
         (lambda p: (p.mkdir(), p)[1], "job folder is missing manifest.json"),
         (lambda p: write_bundle(p, '{\n  "graph_id": "x",\n  oops\n}'), "at line 3, column 3"),
-        (lambda p: (p.mkdir(), (p / "manifest.json").write_text("{}"), p)[2], "job folder is missing payloads/"),
+        (
+            lambda p: (p.mkdir(), (p / "manifest.json").write_text("{}"), p)[2],
+            "job folder is missing payloads/",
+        ),
     ],
 )
-def test_bad_bundles_give_one_clear_error_and_no_traceback(tmp_path: Path, data: Path, setup, expected) -> None:
+def test_bad_bundles_give_one_clear_error_and_no_traceback(
+    tmp_path: Path, data: Path, setup, expected
+) -> None:
     path = setup(tmp_path / "bundle")
     for command in ("validate", "run"):
         out = mn(command, str(path), data_dir=data)
@@ -87,7 +99,9 @@ def test_run_json_prints_exactly_one_terminal_record(data: Path) -> None:
 
 
 def test_run_exits_non_zero_when_the_job_fails(tmp_path: Path, data: Path) -> None:
-    bundle = write_bundle(tmp_path / "mod", manifest([{"node_id": "m", "agent_type": "module", "config": {"module": "x"}}]))
+    bundle = write_bundle(
+        tmp_path / "mod", manifest([{"node_id": "m", "agent_type": "module", "config": {"module": "x"}}])
+    )
     out = mn("run", "--json", str(bundle), data_dir=data)
     assert out.returncode == 1
     record = json.loads(out.stdout)
@@ -96,7 +110,9 @@ def test_run_exits_non_zero_when_the_job_fails(tmp_path: Path, data: Path) -> No
 
 
 def test_run_timeout_fails_the_job_and_says_why(tmp_path: Path, data: Path) -> None:
-    quiet = write_bundle(tmp_path / "quiet", manifest([router("a"), aggregator("s", complete_after=2)], [("a", "s", "init")]))
+    quiet = write_bundle(
+        tmp_path / "quiet", manifest([router("a"), aggregator("s", complete_after=2)], [("a", "s", "init")])
+    )
     out = mn("run", "--json", "--timeout", "0.3", str(quiet), data_dir=data)
     assert out.returncode == 1
     record = json.loads(out.stdout)
@@ -121,7 +137,9 @@ def test_job_commands_read_what_another_process_ran(data: Path) -> None:
     assert [a["agent_id"] for a in agents] == ["ingress", "retriever", "reviewer"]
     events = json.loads(mn("job", "events", job_id, "--json", data_dir=data).stdout)
     assert events[-1]["type"] == "job_completed"
-    tail = json.loads(mn("job", "events", job_id, "--json", "--after", str(len(events) - 1), data_dir=data).stdout)
+    tail = json.loads(
+        mn("job", "events", job_id, "--json", "--after", str(len(events) - 1), data_dir=data).stdout
+    )
     assert [e["type"] for e in tail] == ["job_completed"]
     plain = mn("job", "events", job_id, data_dir=data).stdout.splitlines()
     assert len(plain) == len(events) and "job_completed" in plain[-1]

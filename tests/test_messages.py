@@ -529,7 +529,11 @@ class _SlowDict(dict):
 )
 @pytest.mark.parametrize(
     "options",
-    [{}, {"job_id": "j", "sender": "s", "to": "t", "type": "init", "cls": "command"}],
+    [
+        {},
+        {"job_id": "j", "sender": "s", "to": "t", "type": "init", "cls": "command"},
+        {"job_id": "", "sender": "", "to": "", "type": "", "cls": ""},
+    ],
 )
 def test_the_fast_path_builds_the_same_message_as_the_general_path(
     payload: dict[str, Any], options: dict[str, Any]

@@ -74,7 +74,9 @@ def test_aggregator_complete_after_three_completes_on_the_third() -> None:
         agent.handle(msg({"v": v}))
     assert ctx.completions == []
     agent.handle(msg({"v": 3}))
-    assert ctx.completions == [{"messages": [{"v": 1}, {"v": 2}, {"v": 3}], "count": 3, "last_message": {"v": 3}}]
+    assert ctx.completions == [
+        {"messages": [{"v": 1}, {"v": 2}, {"v": 3}], "count": 3, "last_message": {"v": 3}}
+    ]
 
 
 def test_aggregator_counts_distinct_results_from_the_same_agent() -> None:
@@ -93,7 +95,10 @@ def test_aggregator_ignores_a_replayed_message() -> None:
     agent.handle(first)
     agent.handle(first)  # the same message delivered again (replay after recovery)
     assert ctx.completions == []
-    assert ctx.events[-1] == ("aggregator_duplicate_ignored", {"message_id": first.message_id, "agent_id": "worker"})
+    assert ctx.events[-1] == (
+        "aggregator_duplicate_ignored",
+        {"message_id": first.message_id, "agent_id": "worker"},
+    )
     restored = AggregatorAgent(node("aggregator", complete_after=2), Recorder())
     restored.restore_state(agent.snapshot_state())
     restored.handle(first)
@@ -111,7 +116,9 @@ def test_aggregator_complete_on_message_completes_every_time_after() -> None:
 
 def test_aggregator_explicit_complete_job_with_output_type_does_both() -> None:
     ctx = Recorder()
-    agent = AggregatorAgent(node("aggregator", complete_on_message=True, output_message_type="o", complete_job=True), ctx)
+    agent = AggregatorAgent(
+        node("aggregator", complete_on_message=True, output_message_type="o", complete_job=True), ctx
+    )
     agent.handle(msg({"x": 1}))
     assert len(ctx.emits) == 1 and len(ctx.completions) == 1
 

@@ -52,7 +52,14 @@ async def test_events_are_ordered_and_carry_the_original_fields(runtime: Runtime
     assert "node" in events[2]
     received = next(e for e in events if e["type"] == "agent_message_received")
     assert set(received["payload"]) == {
-        "message_id", "from", "to", "type", "class", "content_type", "content_encoding", "stream"
+        "message_id",
+        "from",
+        "to",
+        "type",
+        "class",
+        "content_type",
+        "content_encoding",
+        "stream",
     }
 
 
@@ -62,7 +69,11 @@ async def test_fan_out_sends_a_copy_along_every_matching_edge(runtime: Runtime) 
     output = job["result"]["output"]
     assert output["count"] == 4
     events = await runtime.events(job_id)
-    senders = [e["payload"]["from"] for e in events if e["type"] == "agent_message_received" and e["agent_id"] == "collector"]
+    senders = [
+        e["payload"]["from"]
+        for e in events
+        if e["type"] == "agent_message_received" and e["agent_id"] == "collector"
+    ]
     assert sorted(senders) == ["finance", "legal", "security", "style"]
     ids = {e["payload"]["message_id"] for e in events if e["type"] == "agent_message_received"}
     assert len(ids) == len([e for e in events if e["type"] == "agent_message_received"])
@@ -113,7 +124,9 @@ async def test_flat_input_keys_set_the_envelope_and_leave_the_body(runtime: Runt
 
 
 async def test_unmatched_emits_are_dropped_and_the_job_keeps_running(memory_runtime: Runtime) -> None:
-    data = manifest([router("a", emit_type="nowhere"), aggregator("sink", complete_on_message=True)], [("a", "sink", "x")])
+    data = manifest(
+        [router("a", emit_type="nowhere"), aggregator("sink", complete_on_message=True)], [("a", "sink", "x")]
+    )
     job_id = await memory_runtime.submit(data)
     with pytest.raises(JobTimeout):
         await memory_runtime.wait(job_id, timeout=0.2)
@@ -122,7 +135,11 @@ async def test_unmatched_emits_are_dropped_and_the_job_keeps_running(memory_runt
 
 async def test_the_first_completion_wins_and_is_never_overwritten(runtime: Runtime) -> None:
     data = manifest(
-        [router("fan"), aggregator("first", complete_on_message=True), aggregator("second", complete_on_message=True)],
+        [
+            router("fan"),
+            aggregator("first", complete_on_message=True),
+            aggregator("second", complete_on_message=True),
+        ],
         [("fan", "first", "init"), ("fan", "second", "init")],
     )
     job_id, job = await runtime.run(data, timeout=10)
@@ -140,7 +157,7 @@ async def test_agents_stop_taking_messages_when_the_job_ends(runtime: Runtime) -
         [("fan", "w1", "init"), ("fan", "w2", "init"), ("w1", "sink", "init"), ("w2", "sink", "init")],
         initial_inputs={"fan": [{"i": 1}, {"i": 2}]},
     )
-    job_id, job = await runtime.run(data, timeout=10)
+    job_id, _ = await runtime.run(data, timeout=10)
     agents = {a["agent_id"]: a for a in await runtime.inspect_agents(job_id)}
     assert agents["sink"]["processed_messages"] == 1
     assert agents["sink"]["status"] == "completed"
@@ -186,8 +203,17 @@ async def test_records_and_snapshots_are_persisted_for_other_readers(runtime: Ru
     store = runtime.store
     record = store.get_job(job_id)
     assert record["status"] == "completed" and record["result"] == job["result"]
-    for key in ("job_id", "graph_id", "job_name", "submitted_at", "updated_at", "root_agent_ids",
-                "placement_policy", "recovery_policy", "manifest_ref"):
+    for key in (
+        "job_id",
+        "graph_id",
+        "job_name",
+        "submitted_at",
+        "updated_at",
+        "root_agent_ids",
+        "placement_policy",
+        "recovery_policy",
+        "manifest_ref",
+    ):
         assert key in record
     assert record["root_agent_ids"] == ["ingress"]
     assert record["manifest_ref"]["job_path"] == str(EXAMPLES / "research_flow")
@@ -217,7 +243,9 @@ async def test_closing_the_runtime_fails_live_jobs_with_a_clear_reason() -> None
     store = MemoryStore()
     rt = Runtime(store=store)
     await rt.start()
-    job_id = await rt.submit(manifest([router("a"), aggregator("sink", complete_after=5)], [("a", "sink", "init")]))
+    job_id = await rt.submit(
+        manifest([router("a"), aggregator("sink", complete_after=5)], [("a", "sink", "init")])
+    )
     await rt.close()
     record = store.get_job(job_id)
     assert record["status"] == "failed"

@@ -84,7 +84,9 @@ def test_file_is_in_wal_mode_at_the_current_schema_version(store: SQLiteStore, d
 
 def test_event_rows_keep_columns_and_only_payload_and_extra_as_json(store: SQLiteStore, db: Path) -> None:
     store.write_batch(
-        WriteBatch(events={"j1": [Event(1, "tick", "j1", 2.5, agent_id="a", payload={"n": 1}, extra={"x": 2})]})
+        WriteBatch(
+            events={"j1": [Event(1, "tick", "j1", 2.5, agent_id="a", payload={"n": 1}, extra={"x": 2})]}
+        )
     )
     [(seq, type_, agent_id, ts, data)] = raw(db, "SELECT seq, type, agent_id, ts, data FROM events")
     assert (seq, type_, agent_id, ts) == (1, "tick", "a", 2.5)
@@ -94,7 +96,9 @@ def test_event_rows_keep_columns_and_only_payload_and_extra_as_json(store: SQLit
 
 def test_message_summary_payloads_round_trip_as_dicts(store: SQLiteStore) -> None:
     summary = (7, "runtime", "a", "init", "command", "application/json", "identity", None)
-    store.write_batch(WriteBatch(events={"j1": [Event(1, "agent_message_received", "j1", 2.5, "a", summary)]}))
+    store.write_batch(
+        WriteBatch(events={"j1": [Event(1, "agent_message_received", "j1", 2.5, "a", summary)]})
+    )
     payload = store.read_events("j1")[0]["payload"]
     assert payload["type"] == "init" and payload["from"] == "runtime" and payload["to"] == "a"
     assert payload["message_id"].endswith("7") and len(payload["message_id"]) > 1

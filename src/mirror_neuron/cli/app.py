@@ -24,7 +24,11 @@ class Context:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", envvar="MIRROR_NEURON_STORE_URL", help="Store URL: sqlite:///path.db, memory:// (default: SQLite in the data dir).")
+@click.option(
+    "--store",
+    envvar="MIRROR_NEURON_STORE_URL",
+    help="Store URL: sqlite:///path.db, memory:// (default: SQLite in the data dir).",
+)
 @click.option("--data-dir", envvar="MIRROR_NEURON_DATA_DIR", help="Data directory of the embedded store.")
 @click.version_option(package_name="mirror-neuron", prog_name="mn")
 @click.pass_context
@@ -46,12 +50,18 @@ def validate(obj: Context, bundle: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("bundle")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record.")
-@click.option("--timeout", type=float, default=None, help="Fail the job if it has not ended after this many seconds.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
+)
+@click.option(
+    "--timeout", type=float, default=None, help="Fail the job if it has not ended after this many seconds."
+)
 @click.option("--no-wait", is_flag=True, help="Start the job in a background process and print its id.")
 @click.option("--job-id", hidden=True, default=None)
 @click.pass_obj
-def run(obj: Context, bundle: str, as_json: bool, timeout: float | None, no_wait: bool, job_id: str | None) -> None:
+def run(
+    obj: Context, bundle: str, as_json: bool, timeout: float | None, no_wait: bool, job_id: str | None
+) -> None:
     """Run a job bundle and wait for it to end (exit 0 only when it completed)."""
     from .commands import run_command
 

@@ -69,7 +69,9 @@ def run_command(
     if no_wait:
         _detach(config, bundle, source, as_json)
         return
-    record = asyncio.run(_run(config, bundle, timeout=timeout, job_id=job_id, live=not as_json and render.is_tty()))
+    record = asyncio.run(
+        _run(config, bundle, timeout=timeout, job_id=job_id, live=not as_json and render.is_tty())
+    )
     if as_json:
         render.print_json({"ok": record.get("status") == "completed", **record})
     else:
@@ -77,7 +79,9 @@ def run_command(
     _exit(0 if record.get("status") == "completed" else 1)
 
 
-async def _run(config: Config, bundle: Bundle, *, timeout: float | None, job_id: str | None, live: bool) -> dict:
+async def _run(
+    config: Config, bundle: Bundle, *, timeout: float | None, job_id: str | None, live: bool
+) -> dict:
     from ..runtime import Runtime
 
     async with Runtime(config) as rt:
@@ -103,12 +107,24 @@ async def _run(config: Config, bundle: Bundle, *, timeout: float | None, job_id:
 def _detach(config: Config, bundle: Bundle, source: str, as_json: bool) -> None:
     """Run the job in a background ``mn run`` process and return once it is recorded."""
     if config.store_url.startswith("memory:"):
-        raise MirrorNeuronError("--no-wait needs a persistent store (the memory store dies with this process)")
+        raise MirrorNeuronError(
+            "--no-wait needs a persistent store (the memory store dies with this process)"
+        )
     job_id = new_job_id(bundle.manifest.graph_id)
     log_dir = Path(config.data_dir or ".") / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{job_id}.log"
-    args = [sys.executable, "-m", "mirror_neuron", "--store", config.store_url, "run", "--json", "--job-id", job_id]
+    args = [
+        sys.executable,
+        "-m",
+        "mirror_neuron",
+        "--store",
+        config.store_url,
+        "run",
+        "--json",
+        "--job-id",
+        job_id,
+    ]
     with open(log_path, "wb") as log:
         subprocess.Popen(
             [*args, str(bundle.root_path) if bundle.root_path else source],

@@ -56,7 +56,7 @@ class LiveProgress:
         processed = sum(c.processed for c in job.cells.values())
         busy = sum(1 for c in job.cells.values() if c.scheduled)
         collected, expected = self._collected()
-        last = job.pending_events[-1] if job.pending_events else None
+        last = job.last_event
         table = Table.grid(padding=(0, 2))
         table.add_row("[bold]job[/]", job.job_id)
         table.add_row("[bold]status[/]", f"[cyan]{job.status}[/]")

@@ -77,7 +77,12 @@ def print_jobs(jobs: list[dict[str, Any]]) -> None:
         table.add_column(c)
     for job in jobs:
         status = job.get("status", "")
-        table.add_row(job["job_id"], f"[{STATUS_STYLE.get(status, '')}]{status}[/]", job.get("graph_id", ""), job.get("updated_at", ""))
+        table.add_row(
+            job["job_id"],
+            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+            job.get("graph_id", ""),
+            job.get("updated_at", ""),
+        )
     _console().print(table)
 
 
@@ -85,7 +90,7 @@ def print_agents(agents: list[dict[str, Any]]) -> None:
     columns = ("agent_id", "agent_type", "status", "processed_messages", "mailbox_depth", "last_error")
     if not is_tty():
         for agent in agents:
-            print("\t".join(str(agent.get(c, "")) for c in columns))
+            print("\t".join("" if agent.get(c) is None else str(agent.get(c)) for c in columns))
         return
     from rich.table import Table
 
@@ -101,4 +106,5 @@ def print_events(events: list[dict[str, Any]]) -> None:
     for ev in events:
         agent = ev.get("agent_id") or ""
         extra = {k: v for k, v in ev.items() if k not in ("type", "job_id", "timestamp", "agent_id", "seq")}
-        print(f"{ev.get('seq', ''):>6} {ev.get('timestamp')} {ev.get('type')} {agent} {_short(extra, 100) if extra else ''}".rstrip())
+        detail = _short(extra, 100) if extra else ""
+        print(f"{ev.get('seq', ''):>6} {ev.get('timestamp')} {ev.get('type')} {agent} {detail}".rstrip())

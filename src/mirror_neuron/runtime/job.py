@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 RECEIVED = "agent_message_received"
 _tuple_new = tuple.__new__
+#: Events too frequent to be the "last thing that happened" in a progress display.
+QUIET_EVENTS = frozenset({RECEIVED, "aggregator_received", "collector_received"})
 
 
 class JobRun:
@@ -50,6 +52,8 @@ class JobRun:
         self.terminal = False
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.listeners: list[asyncio.Queue[Event]] = []
+        #: Newest event worth showing an operator (progress displays).
+        self.last_event: Event | None = None
 
     # -- records ------------------------------------------------------------------
 
@@ -87,10 +91,14 @@ class JobRun:
 
     # -- events -------------------------------------------------------------------
 
-    def event(self, type: str, agent_id: str | None = None, payload: Any = None, extra: dict | None = None) -> None:
+    def event(
+        self, type: str, agent_id: str | None = None, payload: Any = None, extra: dict | None = None
+    ) -> None:
         self.seq += 1
         ev = make_event(self.seq, type, self.job_id, now(), agent_id, payload, extra)
         self.pending_events.append(ev)
+        if type not in QUIET_EVENTS:
+            self.last_event = ev
         for queue in self.listeners:
             queue.put_nowait(ev)
         if not self.dirty:
@@ -108,7 +116,16 @@ class JobRun:
                 self.job_id,
                 now(),
                 cell.agent_id,
-                (m._mid, m.sender, m.to, m.type, meta.cls, meta.content_type, meta.content_encoding, meta.stream),
+                (
+                    m._mid,
+                    m.sender,
+                    m.to,
+                    m.type,
+                    meta.cls,
+                    meta.content_type,
+                    meta.content_encoding,
+                    meta.stream,
+                ),
                 None,
             ),
         )

@@ -61,7 +61,9 @@ class Runtime:
         self.jobs: dict[str, JobRun] = {}
         self.services: dict[str, Any] = {}
         self.scheduler = Scheduler(self.config.agent_batch)
-        self.writer = StoreWriter(self.store, self.scheduler, self.config.flush_interval, self.config.flush_max_events)
+        self.writer = StoreWriter(
+            self.store, self.scheduler, self.config.flush_interval, self.config.flush_max_events
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._driver: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -202,6 +204,8 @@ class Runtime:
             raise JobNotFound(job_id)
         return await self._read(self.store.read_events, job_id, after=after, limit=limit)
 
-    async def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
+    async def list_jobs(
+        self, *, limit: int | None = None, include_terminal: bool = True
+    ) -> list[dict[str, Any]]:
         await self.writer.flush()
         return await self._read(self.store.list_jobs, limit=limit, include_terminal=include_terminal)

@@ -62,7 +62,9 @@ class MemoryStore:
             jobs = [j for j in jobs if j.get("status") not in TERMINAL_STATUSES]
         # Newest update first; among equal timestamps the most recently created first.
         order = list(enumerate(jobs))
-        order.sort(key=lambda p: (p[1].get("updated_at") or p[1].get("submitted_at") or "", p[0]), reverse=True)
+        order.sort(
+            key=lambda p: (p[1].get("updated_at") or p[1].get("submitted_at") or "", p[0]), reverse=True
+        )
         jobs = [j for _, j in order]
         return jobs if limit is None else jobs[:limit]
 

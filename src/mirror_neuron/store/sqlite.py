@@ -179,7 +179,10 @@ class SQLiteStore:
         return [loads(record) for (record,) in rows]
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT seq, type, agent_id, ts, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        sql = (
+            "SELECT seq, type, agent_id, ts, data FROM events "
+            "WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        )
         rows = self._query(
             f"reading events of job {job_id}", sql, (job_id, after, -1 if limit is None else limit)
         )
@@ -377,7 +380,9 @@ def _event_data(e: Event) -> str:
     return dumps_str((1 if payload.__class__ is tuple else 0, payload, e.extra))
 
 
-def _event_dict(job_id: str, seq: int, type_: str, agent_id: str | None, ts: float, data: str) -> dict[str, Any]:
+def _event_dict(
+    job_id: str, seq: int, type_: str, agent_id: str | None, ts: float, data: str
+) -> dict[str, Any]:
     summary, payload, extra = loads(data)
     if summary:
         payload = tuple(payload)
