@@ -1,6 +1,6 @@
 """Sandbox overhead and executor throughput, measured side by side in one run.
 
-    python bench/bench_sandbox.py [--runs 60] [--jobs 200] [--json]
+    python bench/bench_sandbox.py [--runs 60] [--jobs 200] [--script json|print] [--json]
 
 Per-run latency (median of ``--runs``) of the same trivial ``python3`` script:
   * bare      - ``asyncio.create_subprocess_exec(python3, script)`` with pipes
@@ -28,7 +28,11 @@ from mirror_neuron.execution import Executor, ExecutorSettings, Invocation, Leas
 from mirror_neuron.execution.runners import BwrapRunner, HostRunner, RunSpec, sandbox_available
 from mirror_neuron.messages import normalize
 
-SCRIPT = "import json, os\nprint(json.dumps({'ok': True, 'pid': os.getpid()}))\n"
+SCRIPTS = {
+    "json": "import json, os\nprint(json.dumps({'ok': True, 'pid': os.getpid()}))\n",
+    "print": "print('ok')\n",
+}
+SCRIPT = SCRIPTS["json"]
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
 
 
@@ -137,8 +141,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument(
+        "--script", choices=sorted(SCRIPTS), default="json", help="what the trivial script does"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    SCRIPT = SCRIPTS[args.script]
     results = asyncio.run(main(args.runs, args.jobs))
     if args.json:
         json.dump(results, sys.stdout, indent=2)

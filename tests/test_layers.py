@@ -69,5 +69,10 @@ def test_no_module_imports_upwards(module: str) -> None:
 
 
 def test_every_module_stays_readable_in_one_sitting() -> None:
-    long = {m: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500 for m in [module_name(p)]}
+    long = {
+        m: n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+        for m in [module_name(p)]
+    }
     assert not long, f"modules over 500 lines: {long}"

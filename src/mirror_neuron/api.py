@@ -87,7 +87,12 @@ def run_manifest(
     """
     return _call(
         aio.run_manifest(
-            path, wait=wait, timeout=timeout, job_bundle=job_bundle, job_id=job_id, raise_on_failure=raise_on_failure
+            path,
+            wait=wait,
+            timeout=timeout,
+            job_bundle=job_bundle,
+            job_id=job_id,
+            raise_on_failure=raise_on_failure,
         )
     )
 

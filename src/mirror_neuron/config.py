@@ -61,6 +61,8 @@ class Config:
     #: Messages an agent processes before yielding its turn on the run queue.
     agent_batch: int = 64
     heartbeat_interval: float = 2.0
+    #: Listen on a per-user Unix socket so other processes can control this runtime's jobs.
+    control: bool = True
     #: Generation-0 GC threshold while a runtime runs (None leaves the interpreter's).
     #: Millions of short-lived messages otherwise trigger collections over every live one.
     gc_threshold: int | None = 50_000
@@ -85,7 +87,9 @@ class Config:
         values: dict[str, Any] = {
             "store_url": store_url,
             "data_dir": data_dir,
-            "executor_max_concurrency": int(concurrency) if concurrency.isdigit() and int(concurrency) > 0 else 4,
+            "executor_max_concurrency": int(concurrency)
+            if concurrency.isdigit() and int(concurrency) > 0
+            else 4,
             "pool_capacities": parse_pool_capacities(env("EXECUTOR_POOL_CAPACITIES", None, environ)),
         }
         temp = env("TEMP_DIR", None, environ)

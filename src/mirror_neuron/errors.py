@@ -51,7 +51,7 @@ class AgentNotFound(NotFound):
     """The job has no agent with this id."""
 
     def __init__(self, job_id: str, agent_id: str) -> None:
-        super().__init__(f"agent {agent_id} is not running for job {job_id}")
+        super().__init__(f"agent {agent_id} is not part of job {job_id}")
         self.job_id = job_id
         self.agent_id = agent_id
 
@@ -62,6 +62,19 @@ class JobStateError(MirrorNeuronError):
     def __init__(self, job_id: str, message: str) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class MailboxFull(MirrorNeuronError):
+    """An external message was refused because the agent's mailbox is at its bound."""
+
+    def __init__(self, job_id: str, agent_id: str, depth: int, bound: int) -> None:
+        super().__init__(
+            f"mailbox of agent {agent_id} in job {job_id} is full ({depth}/{bound} messages); retry later"
+        )
+        self.job_id = job_id
+        self.agent_id = agent_id
+        self.depth = depth
+        self.bound = bound
 
 
 class JobTimeout(MirrorNeuronError):

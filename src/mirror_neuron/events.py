@@ -54,6 +54,8 @@ class Event(NamedTuple):
 _tuple_new = tuple.__new__
 
 
-def make(seq: int, type: str, job_id: str, timestamp: float, agent_id: str | None, payload: Any, extra: Any) -> Event:
+def make(
+    seq: int, type: str, job_id: str, timestamp: float, agent_id: str | None, payload: Any, extra: Any
+) -> Event:
     """Build an :class:`Event` without the NamedTuple constructor's overhead."""
     return _tuple_new(Event, (seq, type, job_id, timestamp, agent_id, payload, extra))

@@ -266,3 +266,23 @@ async def test_a_wildcard_edge_takes_every_message_type(memory_runtime: Runtime)
     )
     _, job = await memory_runtime.run(data, timeout=10)
     assert job["status"] == "completed" and job["result"]["agent_id"] == "s"
+
+
+async def test_follow_streams_every_event_once_and_ends_with_the_job(runtime: Runtime) -> None:
+    data = manifest([router("a"), aggregator("sink", complete_after=2)], [("a", "sink", "init")])
+    job_id = await runtime.submit(data)
+    seen: list[dict[str, Any]] = []
+
+    async def follow() -> None:
+        async for event in runtime.follow(job_id):
+            seen.append(event)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    await runtime.send_message(job_id, "sink", {"late": True})
+    await asyncio.wait_for(follower, 10)
+    stored = await runtime.events(job_id)
+    assert seen == stored
+    assert seen[-1]["type"] == "job_completed"
+    resumed = [e async for e in runtime.follow(job_id, after=3)]
+    assert [e["seq"] for e in resumed] == [e["seq"] for e in stored[3:]]

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..bundle import register_node_check
+from ..errors import ManifestError
+from ..execution import check_executor_node
 from .aggregator import AggregatorAgent
 from .base import Agent, AgentContext, AgentError
 from .router import RouterAgent
 from .sensor import SensorAgent
 
 if TYPE_CHECKING:
-    from ..bundle.model import Node
+    from ..bundle.model import Bundle, Node
+    from ..config import Config
+
+# Executor checks that need only the bundle run inside every validation.
+register_node_check("executor", check_executor_node)
 
 BUILTINS: dict[str, type[Agent]] = {
     "router": RouterAgent,
@@ -31,7 +38,7 @@ def agent_class(kind: str) -> type[Agent]:
         return ExecutorAgent
     if kind == "module":
         raise AgentError(
-            "module agents (agent_type \"module\") run user code inside the runtime and are not "
+            'module agents (agent_type "module") run user code inside the runtime and are not '
             "supported by MirrorNeuron for Python; use an executor node instead"
         )
     raise AgentError(f"unsupported agent_type {kind!r}")
@@ -41,4 +48,24 @@ def create_agent(node: Node, ctx: AgentContext) -> Agent:
     return agent_class(node.kind)(node, ctx)
 
 
-__all__ = ["Agent", "AgentContext", "AgentError", "AggregatorAgent", "RouterAgent", "SensorAgent", "create_agent"]
+def preflight(bundle: Bundle, config: Config) -> None:
+    """Checks that need the runtime's configuration (executor pools), before anything starts."""
+    problems = [
+        problem
+        for node in bundle.manifest.nodes
+        if node.kind == "executor"
+        for problem in check_executor_node(node, bundle.payloads_path, config)
+    ]
+    if problems:
+        raise ManifestError(list(dict.fromkeys(problems)))
+
+
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentError",
+    "AggregatorAgent",
+    "RouterAgent",
+    "SensorAgent",
+    "create_agent",
+]

@@ -34,7 +34,9 @@ class AggregatorAgent(Agent):
         body = {} if message.body is None else message.body
         if message.message_id in self.seen:
             agent_id = body.get("agent_id") if isinstance(body, dict) else None
-            self.ctx.event("aggregator_duplicate_ignored", {"message_id": message.message_id, "agent_id": agent_id})
+            self.ctx.event(
+                "aggregator_duplicate_ignored", {"message_id": message.message_id, "agent_id": agent_id}
+            )
             return
         self.seen.add(message.message_id)
         self.messages.append(body)

@@ -29,7 +29,11 @@ class SensorAgent(Agent):
             self.ctx.complete_job({"count": n, "last_message": message.body})
 
     def snapshot_state(self) -> dict[str, Any]:
-        return {"config": self.config, "observations": self.observations, "complete_after": self.complete_after}
+        return {
+            "config": self.config,
+            "observations": self.observations,
+            "complete_after": self.complete_after,
+        }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.observations = int(state.get("observations", 0))

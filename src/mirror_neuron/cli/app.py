@@ -118,3 +118,72 @@ def job_events(obj: Context, job_id: str, as_json: bool, after: int, limit: int 
     from .commands import events_command
 
     events_command(obj.config, job_id, as_json=as_json, after=after, limit=limit)
+
+
+def _control(obj: Context, op: str, *args: object, as_json: bool, **kwargs: object) -> None:
+    from .commands import control_command
+
+    control_command(obj.config, op, *args, as_json=as_json, **kwargs)
+
+
+@job.command("pause")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_pause(obj: Context, job_id: str, as_json: bool) -> None:
+    """Pause a running job (agents stop after their current message)."""
+    _control(obj, "pause", job_id, as_json=as_json)
+
+
+@job.command("resume")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_resume(obj: Context, job_id: str, as_json: bool) -> None:
+    """Resume a paused job (each agent works off its backlog in order)."""
+    _control(obj, "resume", job_id, as_json=as_json)
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_cancel(obj: Context, job_id: str, as_json: bool) -> None:
+    """Cancel a running or paused job (running scripts are killed)."""
+    _control(obj, "cancel", job_id, as_json=as_json)
+
+
+@job.command("send")
+@click.argument("job_id")
+@click.argument("agent_id")
+@click.argument("message")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_send(obj: Context, job_id: str, agent_id: str, message: str, as_json: bool) -> None:
+    """Send MESSAGE (a JSON object, flat or envelope form; @file reads a file) to one agent."""
+    _control(obj, "send", job_id, agent_id, message, as_json=as_json)
+
+
+@job.command("dead-letters")
+@click.argument("job_id")
+@click.option("--redrive", "redrive", type=int, default=None, help="Deliver this dead letter again.")
+@click.option("--to", "agent_id", default=None, help="With --redrive: deliver to this agent instead.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_dead_letters(
+    obj: Context, job_id: str, redrive: int | None, agent_id: str | None, as_json: bool
+) -> None:
+    """List a job's dead letters, or re-drive one."""
+    if redrive is None:
+        _control(obj, "dead_letters", job_id, as_json=as_json)
+    else:
+        _control(obj, "redrive", job_id, redrive, agent_id, as_json=as_json)
+
+
+@job.command("cleanup")
+@click.option("--all", "all_jobs", is_flag=True, help="Delete every job, not only ended ones.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def job_cleanup(obj: Context, all_jobs: bool, as_json: bool) -> None:
+    """Delete ended jobs and their events and snapshots."""
+    _control(obj, "cleanup", as_json=as_json, all=all_jobs)

@@ -51,15 +51,23 @@ def validate_command(config: Config, source: str, as_json: bool) -> None:
 
 
 def _sandbox_warnings(bundle: Bundle) -> list[str]:
-    """Say so when a bundle needs the sandbox and this machine cannot provide it."""
-    needs = [n for n in bundle.manifest.nodes if n.kind == "executor"]
-    if not needs:
+    """Say so when executor nodes need the sandbox and this machine cannot provide it."""
+    from ..execution import sandbox_available
+    from ..execution.settings import runner_kind
+
+    sandboxed = [
+        n.node_id
+        for n in bundle.manifest.nodes
+        if n.kind == "executor" and runner_kind(n.config) == "sandbox"
+    ]
+    if not sandboxed:
         return []
-    try:
-        from ..execution import sandbox_requirements
-    except ImportError:
+    ok, why = sandbox_available()
+    if ok:
         return []
-    return sandbox_requirements(needs)
+    return [
+        f"executor node(s) {', '.join(sandboxed)} run in the bubblewrap sandbox, which is unavailable: {why}"
+    ]
 
 
 def run_command(
@@ -208,3 +216,46 @@ def events_command(config: Config, job_id: str, *, as_json: bool, after: int, li
         render.print_json(events)
     else:
         render.print_events(events)
+
+
+def control_command(config: Config, op: str, *args: Any, as_json: bool, **kwargs: Any) -> None:
+    """pause / resume / cancel / send / dead letters / cleanup, wherever the job runs."""
+    if op == "send":
+        job_id, agent_id, text = args
+        args = (job_id, agent_id, _message_arg(text))
+    result = asyncio.run(_control(config, op, args, kwargs))
+    if as_json:
+        render.print_json(result)
+    else:
+        render.print_control(op, result)
+
+
+async def _control(config: Config, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    from ..runtime import Runtime
+
+    async with Runtime(config.with_(control=False)) as rt:
+        method = {"send": rt.send_message, "dead_letters": rt.dead_letters}.get(op) or getattr(rt, op)
+        return await method(*args, **kwargs)
+
+
+def _message_arg(text: str) -> Any:
+    """A message given on the command line: JSON text, or ``@path`` to a JSON file."""
+    from .. import _json
+    from ..errors import MessageError
+
+    source = "message"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise MessageError(f"cannot read message file {source}: {exc.strerror}") from exc
+    try:
+        value = _json.loads(text)
+    except _json.JSONDecodeError as exc:
+        raise MessageError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from exc
+    if not isinstance(value, dict):
+        raise MessageError(f"{source} must be a JSON object")
+    return value

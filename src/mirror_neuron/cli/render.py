@@ -108,3 +108,16 @@ def print_events(events: list[dict[str, Any]]) -> None:
         extra = {k: v for k, v in ev.items() if k not in ("type", "job_id", "timestamp", "agent_id", "seq")}
         detail = _short(extra, 100) if extra else ""
         print(f"{ev.get('seq', ''):>6} {ev.get('timestamp')} {ev.get('type')} {agent} {detail}".rstrip())
+
+
+def print_control(op: str, result: Any) -> None:
+    if op == "dead_letters":
+        for letter in result:
+            message = letter.get("message") or {}
+            mtype = message.get("envelope", {}).get("type")
+            print(f"{letter['id']:>6} {letter.get('agent_id')} {mtype} {letter.get('reason')}")
+        return
+    if isinstance(result, dict):
+        print(" ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, (list, dict))))
+        return
+    print(_json.dumps_str(result))

@@ -45,6 +45,7 @@ class AgentCell:
         "_route_cache",
         "agent",
         "agent_id",
+        "blocked",
         "config",
         "current",
         "dirty",
@@ -53,6 +54,7 @@ class AgentCell:
         "job_id",
         "last_error",
         "mailbox",
+        "max_queue",
         "node",
         "out_edges",
         "paused",
@@ -61,6 +63,7 @@ class AgentCell:
         "services",
         "status",
         "task",
+        "waiters",
     )
 
     def __init__(self, job: JobRun, node: Node) -> None:
@@ -75,6 +78,13 @@ class AgentCell:
         self.mailbox: deque[Message] = NO_MAIL  # type: ignore[assignment]
         self.status = INITIALIZING
         self.paused = False
+        #: Set while a mailbox this agent emitted into is over its bound (backpressure).
+        self.blocked = False
+        #: Senders blocked on this agent's full mailbox, woken when it drains.
+        self.waiters: list[AgentCell] | None = None
+        bound = node.config.get("max_queue_size")
+        valid = isinstance(bound, int) and not isinstance(bound, bool) and bound > 0
+        self.max_queue: int = bound if valid else self.config.max_queue_size
         self.scheduled = False
         self.dirty = True
         self.processed = 0
@@ -121,10 +131,10 @@ class AgentCell:
             incoming = Message(type, None, job_id=self.job_id, sender=me)
         if opts:
             for target in targets:
-                deliver(target, incoming.derive(me, target.agent_id, type, body, **opts))
+                deliver(target, incoming.derive(me, target.agent_id, type, body, **opts), self)
         else:
             for target in targets:
-                deliver(target, incoming.child(me, target.agent_id, type, body))
+                deliver(target, incoming.child(me, target.agent_id, type, body), self)
         return len(targets)
 
     def emit_to(self, node_id: str, type: str, body: Any, incoming: Message | None, **opts: Any) -> None:
@@ -137,7 +147,7 @@ class AgentCell:
         if target is None:
             self.job.dead_letter(node_id, message, f"agent {node_id} is not part of job {self.job_id}")
             return
-        self.job.deliver(target, message)
+        self.job.deliver(target, message, self)
 
     def event(self, type: str, payload: Any = None) -> None:
         self.job.event(type, self.agent_id, payload)
@@ -149,7 +159,7 @@ class AgentCell:
 
     @property
     def runnable(self) -> bool:
-        return not self.paused and self.status not in TERMINAL_AGENT_STATES
+        return not self.paused and not self.blocked and self.status not in TERMINAL_AGENT_STATES
 
     def run_slice(self, limit: int) -> int:
         """Process up to ``limit`` messages (sync agents) or start the async drain task."""
@@ -174,10 +184,12 @@ class AgentCell:
                 return n + 1
             self.processed += 1
             n += 1
-            if job.terminal or self.paused:
+            if job.terminal or self.paused or self.blocked:
                 break
         self.dirty = True
         job.runtime.writer.mark(job)
+        if self.waiters is not None:
+            self.wake_waiters()
         self._after_slice()
         return n
 
@@ -185,11 +197,26 @@ class AgentCell:
         if self.status in TERMINAL_AGENT_STATES:
             self.scheduled = False
             return
-        if self.mailbox and not self.paused and not self.job.terminal:
+        if self.mailbox and not self.paused and not self.blocked and not self.job.terminal:
             self.job.runtime.scheduler.ready(self)
         else:
             self.scheduled = False
             self.status = PAUSED if self.paused else IDLE
+
+    def wake_waiters(self) -> None:
+        """Release senders blocked on this mailbox once it is back under half its bound."""
+        if len(self.mailbox) > self.max_queue // 2 and not self.job.terminal:
+            return
+        waiters, self.waiters = self.waiters or [], None
+        for sender in waiters:
+            sender.blocked = False
+            sender.wake()
+
+    def wake(self) -> None:
+        """Put the cell back on the run queue if it has mail and may run."""
+        if self.mailbox and not self.scheduled and self.runnable and not self.job.terminal:
+            self.scheduled = True
+            self.job.runtime.scheduler.ready(self)
 
     async def _drain_async(self) -> None:
         job = self.job
@@ -213,6 +240,8 @@ class AgentCell:
                 self.processed += 1
                 self.dirty = True
                 job.runtime.writer.mark(job)
+                if self.waiters is not None:
+                    self.wake_waiters()
         finally:
             self.task = None
             self._after_slice()
@@ -246,12 +275,14 @@ class AgentCell:
             "processed_messages": self.processed,
             "assigned_node": self.config.node_name,
             "inflight_message": current.to_dict() if current is not None else None,
-            "pending_messages": [],
+            "pending_messages": [m.to_dict() for m in self.mailbox] if self.paused else [],
             "last_error": self.last_error,
             "last_heartbeat_at": now_iso(),
             "parent_job_id": self.job_id,
             "metadata": {
                 "paused": self.paused,
+                "backpressure": self.blocked,
+                "max_queue_size": self.max_queue,
                 "outbound_edges": [to for _, to in self.out_edges],
                 "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
             },

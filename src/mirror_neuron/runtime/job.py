@@ -80,6 +80,7 @@ class JobRun:
                 "job_path": str(root) if root else None,
             },
             "node": self.runtime.config.node_name,
+            "control": self.runtime.control_endpoint,
             "heartbeat_at": self.heartbeat_at,
             "agent_count": len(m.nodes),
         }
@@ -180,18 +181,39 @@ class JobRun:
 
     # -- delivery -----------------------------------------------------------------
 
-    def deliver(self, cell: AgentCell, message: Message) -> None:
+    def deliver(self, cell: AgentCell, message: Message, sender: AgentCell | None = None) -> None:
+        """Enqueue ``message``; an agent emitting into a full mailbox is held back (backpressure).
+
+        Nothing is dropped: the message is always queued, and the *sender* stops taking
+        messages until the receiver has drained to half its bound.
+        """
         if cell.status in states.TERMINAL_AGENT_STATES:
             return
         mailbox = cell.mailbox
         if mailbox is NO_MAIL:
             cell.mailbox = mailbox = deque()
         mailbox.append(message)
-        if not cell.scheduled and not cell.paused:
+        if sender is not None and len(mailbox) >= cell.max_queue and sender is not cell and not cell.blocked:
+            if not sender.blocked:
+                sender.blocked = True
+                self.event(
+                    "backpressure",
+                    sender.agent_id,
+                    {
+                        "target": cell.agent_id,
+                        "mailbox_depth": len(mailbox),
+                        "max_queue_size": cell.max_queue,
+                    },
+                )
+            if cell.waiters is None:
+                cell.waiters = []
+            cell.waiters.append(sender)
+        if not cell.scheduled and not cell.paused and not cell.blocked:
             cell.scheduled = True
             self.runtime.scheduler.ready(cell)
 
     def dead_letter(self, agent_id: str, message: Message, reason: str) -> None:
+        """Keep an undeliverable message as a ``dead_letter`` event (listable, re-drivable)."""
         self.event("dead_letter", agent_id, None, {"reason": reason, "message": message.to_dict()})
 
     # -- termination ----------------------------------------------------------------
@@ -211,6 +233,11 @@ class JobRun:
         if self._terminate("failed", result):
             self.error = error
             self.event("job_failed", agent_id, None, {"reason": error})
+            self._finish()
+
+    def cancel(self, reason: str) -> None:
+        if self._terminate("cancelled", {"reason": reason}):
+            self.event("job_cancelled", None, None, {"reason": reason})
             self._finish()
 
     def _terminate(self, status: str, result: Any) -> bool:

@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from .._time import now_iso
+from .._time import now, now_iso
+from ..agents import preflight
 from ..bundle import load_bundle
 from ..bundle.model import Bundle
 from ..config import Config
-from ..errors import JobNotFound, JobTimeout, StoreError
+from ..errors import JobNotFound, JobStateError, JobTimeout, NotFound, StoreError
+from ..events import make as make_event
 from ..ids import job_id as new_job_id
-from ..store import open_store
-from ..store.base import TERMINAL_STATUSES, Store
+from ..store import MemoryStore, open_store
+from ..store.base import TERMINAL_STATUSES, Store, WriteBatch
+from . import control, remote
 from .job import JobRun
 from .scheduler import Scheduler
 from .writer import StoreWriter
@@ -68,11 +71,20 @@ class Runtime:
         self._driver: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
+        self._control: remote.ControlServer | None = None
+
+    @property
+    def control_endpoint(self) -> str | None:
+        """Where other processes reach this runtime's jobs (None for in-memory runtimes)."""
+        return self._control.endpoint if self._control is not None else None
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> Runtime:
         if self._driver is None:
+            if self.config.control and not isinstance(self.store, MemoryStore):
+                self._control = remote.ControlServer(self._serve_control)
+                await self._control.start()
             _tune_gc(self.config.gc_threshold)
             self._driver = asyncio.create_task(self.scheduler.run(), name="mn-scheduler")
             self._heartbeat = asyncio.create_task(self._beat(), name="mn-heartbeat")
@@ -98,6 +110,8 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._control is not None:
+            await self._control.close()
         await self.writer.close()
         self.store.close()
         if self._driver is not None:
@@ -129,6 +143,7 @@ class Runtime:
         if self._driver is None:
             await self.start()
         bundle = source if isinstance(source, Bundle) else load_bundle(source)
+        preflight(bundle, self.config)
         job_id = job_id or new_job_id(bundle.manifest.graph_id)
         job = JobRun(self, bundle, job_id)
         try:
@@ -204,8 +219,142 @@ class Runtime:
             raise JobNotFound(job_id)
         return await self._read(self.store.read_events, job_id, after=after, limit=limit)
 
+    async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Events with ``seq > after`` as they happen, ending after the job's terminal event.
+
+        Never skips or repeats an event: stored events are read first, then live ones are
+        taken from the job (or, for a job hosted elsewhere, polled from the store), and
+        anything at or below the last delivered ``seq`` is dropped.
+        """
+        job = self.jobs.get(job_id)
+        queue: asyncio.Queue[Any] | None = None
+        if job is not None:
+            queue = asyncio.Queue()
+            job.listeners.append(queue)
+        try:
+            last = after
+            for event in await self.events(job_id, after=after):
+                last = event["seq"]
+                yield event
+            if queue is not None:
+                while (item := await queue.get()) is not None:
+                    if item.seq > last:
+                        last = item.seq
+                        yield item.to_dict()
+                return
+            delay = POLL_START
+            while True:
+                record = await self._read(self.store.get_job, job_id)
+                batch = await self._read(self.store.read_events, job_id, after=last)
+                for event in batch:
+                    last = event["seq"]
+                    yield event
+                if record is None or (record.get("status") in TERMINAL_STATUSES and not batch):
+                    return
+                delay = POLL_START if batch else min(delay * 1.5, POLL_MAX)
+                await asyncio.sleep(delay)
+        finally:
+            if job is not None and queue is not None and queue in job.listeners:
+                job.listeners.remove(queue)
+
     async def list_jobs(
         self, *, limit: int | None = None, include_terminal: bool = True
     ) -> list[dict[str, Any]]:
         await self.writer.flush()
         return await self._read(self.store.list_jobs, limit=limit, include_terminal=include_terminal)
+
+    # -- control --------------------------------------------------------------------
+
+    async def pause(self, job_id: str) -> dict[str, Any]:
+        """Pause a running job: agents stop after their current message; mail accumulates."""
+        return await self._control_call("pause", job_id)
+
+    async def resume(self, job_id: str) -> dict[str, Any]:
+        """Resume a paused job: each agent processes its backlog, oldest first."""
+        return await self._control_call("resume", job_id)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a running or paused job (running scripts are killed, queued mail dropped)."""
+        return await self._control_call("cancel", job_id)
+
+    async def send_message(self, job_id: str, agent_id: str, message: Any) -> dict[str, Any]:
+        """Enqueue a message (flat or envelope form) in one agent's mailbox, bypassing edges."""
+        return await self._control_call("send", job_id, agent_id=agent_id, message=message)
+
+    async def dead_letters(self, job_id: str) -> list[dict[str, Any]]:
+        return control.dead_letters(await self.events(job_id))
+
+    async def redrive(self, job_id: str, letter_id: int, agent_id: str | None = None) -> dict[str, Any]:
+        """Deliver a dead letter again (to its original agent, or to ``agent_id``)."""
+        letters = {d["id"]: d for d in await self.dead_letters(job_id)}
+        if letter_id not in letters:
+            raise NotFound(f"job {job_id} has no dead letter {letter_id}")
+        target, message = control.redrive_request(job_id, letters[letter_id], agent_id)
+        return await self.send_message(job_id, target, message)
+
+    async def cleanup(self, *, all: bool = False) -> dict[str, Any]:
+        """Delete ended jobs (with ``all``, every job not hosted here) and their data."""
+        jobs = await self._read(self.store.list_jobs)
+        doomed = [
+            j["job_id"]
+            for j in jobs
+            if j["job_id"] not in self.jobs and (all or j.get("status") in TERMINAL_STATUSES)
+        ]
+        for job_id in doomed:
+            await self.writer.run_blocking(self.store.delete_job, job_id)
+        return {"deleted_count": len(doomed), "deleted_jobs": doomed}
+
+    async def _apply(self, op: str, job: JobRun, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "send":
+            return control.send_message(job, str(args.get("agent_id")), args.get("message"))
+        if op == "pause":
+            result = control.pause(job)
+        elif op == "resume":
+            result = control.resume(job)
+        elif op == "cancel":
+            result = control.cancel(job)
+        else:
+            raise JobStateError(job.job_id, f"unknown control operation {op!r}")
+        await self.writer.flush()  # a status change is acknowledged once it is stored
+        return result
+
+    async def _serve_control(self, request: dict[str, Any]) -> Any:
+        job_id = str(request.get("job_id"))
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobStateError(job_id, f"job {job_id} is no longer hosted by this runtime")
+        return await self._apply(str(request.get("op")), job, request)
+
+    async def _control_call(self, op: str, job_id: str, **args: Any) -> dict[str, Any]:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return await self._apply(op, job, args)
+        record = await self._read(self.store.get_job, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        status = record.get("status")
+        if status in TERMINAL_STATUSES:
+            verb = "is already in a terminal state" if op == "cancel" else "is not running"
+            raise JobStateError(job_id, f"job {job_id} {verb} ({status})")
+        endpoint = record.get("control")
+        if endpoint:
+            try:
+                return await remote.call(endpoint, {"op": op, "job_id": job_id, **args})
+            except remote.Unreachable:
+                pass
+        if op == "cancel":
+            return await self._force_cancel(record)
+        raise JobStateError(
+            job_id, f"job {job_id} is not running in any live runtime (it was hosted by {record.get('node')})"
+        )
+
+    async def _force_cancel(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a job whose runtime died: only the stored record can be ended."""
+        job_id = record["job_id"]
+        reason = "forced cancellation of orphaned job"
+        stamp = now_iso()
+        ended = {**record, "status": "cancelled", "result": {"reason": reason}, "updated_at": stamp}
+        seq = await self._read(self.store.count_events, job_id) + 1
+        event = make_event(seq, "job_cancelled", job_id, now(), None, None, {"reason": reason})
+        await self.writer.run_blocking(self.store.write_batch, WriteBatch([ended], {job_id: [event]}, {}))
+        return {"job_id": job_id, "status": "cancelled", "forced": True}

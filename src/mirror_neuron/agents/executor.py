@@ -1,0 +1,257 @@
+"""The executor agent: lease a pool slot, run the node's command, turn its output into actions.
+
+The order of events and actions is the original's (§6, §8.1), because monitors and
+tests read them: ``executor_lease_requested``, ``executor_lease_acquired``,
+``executor_lease_released`` (always), then ``sandbox_job_completed`` (or the new
+``sandbox_job_failed``), the default output emit, ``complete_job`` from config, then the
+structured-stdout events, emits and completion. Where the command runs is decided by
+:mod:`mirror_neuron.execution`; this module only speaks to the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ExecutionError
+from ..execution.errors import LeaseError
+from ..execution.execute import Executor, Invocation, Outcome
+from ..execution.output import StructuredOutput, parse_structured
+from ..execution.pools import Lease, LeaseManager
+from ..execution.result import redact_value
+from ..execution.settings import ExecutorSettings
+from .base import Agent, AgentContext, AgentError
+
+if TYPE_CHECKING:
+    from ..bundle.model import Node
+    from ..messages import Message
+
+RESULT_HEADERS = {"schema_ref": "com.mirrorneuron.executor.result", "schema_version": "1.0.0"}
+
+
+class ExecutorAgent(Agent):
+    """Runs ``config.command`` for every message (see :mod:`mirror_neuron.execution`)."""
+
+    is_async: ClassVar[bool] = True
+
+    def __init__(self, node: Node, ctx: AgentContext) -> None:
+        super().__init__(node, ctx)
+        self.runs = 0
+        self.agent_state: Any = {}
+        self.last_output_payload: Any = None
+        self.last_result: dict[str, Any] | None = None
+        self.last_error: str | None = None
+        self._executor: Executor | None = None
+        self._config_error: ExecutionError | None = None
+        try:
+            self.settings = ExecutorSettings.from_config(node.config)
+        except ExecutionError as exc:  # reported when a message arrives, like any run failure
+            self.settings = ExecutorSettings()
+            self._config_error = exc
+
+    # -- handling --------------------------------------------------------------------
+
+    async def handle_async(self, message: Message) -> None:
+        executor = self._get_executor()
+        s = self.settings
+        body = {} if message.body is None else message.body
+        if self.runs == 0 and s.startup_delay_ms > 0:
+            await asyncio.sleep(s.startup_delay_ms / 1000.0)
+        leases = self._leases()
+        self.ctx.event("executor_lease_requested", {"pool": s.pool, "slots": s.pool_slots})
+        try:
+            lease = await leases.acquire(s.pool, s.pool_slots, self._lease_metadata())
+        except LeaseError as exc:
+            self._failed(str(exc))
+            raise AgentError(str(exc), {"error": str(exc), "attempts": 0}) from exc
+        self.ctx.event(
+            "executor_lease_acquired",
+            {
+                "lease_id": lease.lease_id,
+                "pool": lease.pool,
+                "slots": lease.slots,
+                "queue_wait_ms": lease.queue_wait_ms,
+            },
+        )
+        outcome: Outcome | None = None
+        setup_error: ExecutionError | None = None
+        try:
+            outcome = await executor.execute(self._invocation(message))
+        except ExecutionError as exc:
+            setup_error = exc
+        finally:
+            leases.release(lease)
+            self.ctx.event(
+                "executor_lease_released",
+                {"lease_id": lease.lease_id, "pool": lease.pool, "slots": lease.slots},
+            )
+        if outcome is None or not outcome.ok:
+            raise self._failure(outcome, setup_error, lease)
+        self._succeeded(outcome, lease, body, message)
+
+    def _succeeded(self, outcome: Outcome, lease: Lease, body: Any, message: Message) -> None:
+        result = {**outcome.result, "attempts": outcome.attempts, "lease": lease.to_dict()}
+        output = {"agent_id": self.node.node_id, "sandbox": result, "input": body}
+        structured = parse_structured(outcome.run.stdout)
+        self.runs += 1
+        if structured is not None and structured.has_next_state:
+            self.agent_state = structured.next_state
+        self.last_output_payload, self.last_result, self.last_error = output, result, None
+        self.ctx.event(
+            "sandbox_job_completed",
+            {
+                "sandbox_name": result["sandbox_name"],
+                "exit_code": result["exit_code"],
+                "attempts": outcome.attempts,
+                "lease_id": lease.lease_id,
+                "pool": lease.pool,
+            },
+        )
+        self._default_actions(output, message)
+        if structured is not None:
+            self._structured_actions(structured, output, message, outcome.secrets)
+
+    def _default_actions(self, output: dict[str, Any], incoming: Message | None) -> None:
+        if self.settings.output_message_type is not None:
+            self.ctx.emit(
+                self.settings.output_message_type, output, incoming, cls="event", headers=dict(RESULT_HEADERS)
+            )
+        if self.settings.complete_job:
+            self.ctx.complete_job(output)
+
+    def _structured_actions(
+        self, out: StructuredOutput, output: dict[str, Any], incoming: Message, secrets: tuple[str, ...]
+    ) -> None:
+        for event_type, payload in out.events:
+            self.ctx.event(event_type, redact_value(payload, secrets))
+        for emit in out.emits:
+            if emit.to is not None:
+                self.ctx.emit_to(emit.to, emit.type, emit.body, incoming, **emit.options)
+            else:
+                self.ctx.emit(emit.type, emit.body, incoming, **emit.options)
+        if out.complete == "value":
+            self.ctx.complete_job(out.completion)
+        elif out.complete == "output":
+            self.ctx.complete_job(output)
+
+    def _failure(
+        self, outcome: Outcome | None, setup_error: ExecutionError | None, lease: Lease
+    ) -> AgentError:
+        if outcome is None:
+            message = str(setup_error)
+            details: dict[str, Any] = {"error": message, "attempts": 1}
+            name, exit_code, attempts = None, None, 1
+        else:
+            message = outcome.error or "command failed"
+            details = dict(outcome.details)
+            name, exit_code, attempts = (
+                outcome.result["sandbox_name"],
+                outcome.run.exit_code,
+                outcome.attempts,
+            )
+            self.last_result = {**outcome.result, "attempts": attempts, "lease": lease.to_dict()}
+        self.ctx.event(
+            "sandbox_job_failed",
+            {
+                "sandbox_name": name,
+                "exit_code": exit_code,
+                "attempts": attempts,
+                "lease_id": lease.lease_id,
+                "pool": lease.pool,
+                "error": message,
+            },
+        )
+        self._failed(message)
+        return AgentError(message, details)
+
+    def _failed(self, message: str) -> None:
+        self.runs += 1
+        self.last_error = message
+
+    # -- recovery and state ----------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart, replay the last output (at-least-once), as the original does."""
+        if self.last_output_payload is None:
+            return
+        self.ctx.event(
+            "executor_output_replayed", {"reason": "agent_recovery", "agent_id": self.node.node_id}
+        )
+        self._default_actions(self.last_output_payload, None)
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "agent_state": _json_safe(self.agent_state),
+            "last_output_payload": _json_safe(self.last_output_payload),
+            "last_result": _json_safe(self.last_result),
+            "last_error": self.last_error,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        runs = state.get("runs", 0)
+        self.runs = runs if isinstance(runs, int) and not isinstance(runs, bool) else 0
+        self.agent_state = state.get("agent_state", {})
+        self.last_output_payload = state.get("last_output_payload")
+        self.last_result = state.get("last_result")
+        self.last_error = state.get("last_error")
+
+    def inspect_state(self) -> dict[str, Any]:
+        running = len(self._executor.tracker.running) if self._executor is not None else 0
+        return {**self.snapshot_state(), "running_commands": running}
+
+    async def stop(self) -> None:
+        """Kill running commands (their whole process groups); idempotent."""
+        if self._executor is not None:
+            await self._executor.stop()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _get_executor(self) -> Executor:
+        if self._config_error is not None:
+            raise AgentError(str(self._config_error), {"error": str(self._config_error), "attempts": 0})
+        if self._executor is None:
+            try:
+                self._executor = Executor(self.settings)
+            except ExecutionError as exc:
+                raise AgentError(str(exc), {"error": str(exc), "attempts": 0}) from exc
+        return self._executor
+
+    def _leases(self) -> LeaseManager:
+        leases = self.ctx.services.get("leases")
+        if leases is None:
+            leases = self.ctx.services["leases"] = LeaseManager.from_config(self.ctx.config)
+        return leases  # type: ignore[no-any-return]
+
+    def _lease_metadata(self) -> dict[str, Any]:
+        return {"job_id": self.ctx.job_id, "agent_id": self.node.node_id, "node": self.ctx.config.node_name}
+
+    def _invocation(self, message: Message) -> Invocation:
+        return Invocation(
+            job_id=self.ctx.job_id,
+            agent_id=self.node.node_id,
+            message=message,
+            agent_type=self.node.agent_type,
+            template_type=self.node.type,
+            agent_state=self.agent_state,
+            payloads_path=self.ctx.payloads_path,
+            temp_dir=self.ctx.config.temp_dir,
+            node_name=self.ctx.config.node_name,
+            invocation=getattr(self.ctx, "invocation", self.runs + 1) or self.runs + 1,
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    """Bytes bodies (octet-stream) as text: UTF-8 when possible, else base64."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value

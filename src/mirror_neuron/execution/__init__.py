@@ -1,0 +1,44 @@
+"""Running executor commands: the payload contract, staging, sandboxes, pools and retries.
+
+:class:`Executor` runs one node's invocations (stage → run → result, with retries);
+:class:`LeaseManager` bounds how many run at once; :func:`sandbox_available` tells
+``mn doctor`` whether the default bubblewrap sandbox works; :func:`check_executor_node`
+is the validation rule for executor nodes. Nothing here imports the runtime or the CLI.
+"""
+
+from __future__ import annotations
+
+from .errors import ExecutionError, LeaseError, RunnerError, SandboxUnavailable, StagingError
+from .execute import Executor, Invocation, Outcome, sandbox_name
+from .output import Emit, StructuredOutput, parse_structured
+from .pools import Lease, LeaseManager
+from .runners import BwrapRunner, HostRunner, OpenShellRunner, Runner, RunResult, RunSpec, sandbox_available
+from .settings import ExecutorSettings, Limits
+from .validate import check_executor_node
+
+__all__ = [
+    "BwrapRunner",
+    "Emit",
+    "ExecutionError",
+    "Executor",
+    "ExecutorSettings",
+    "HostRunner",
+    "Invocation",
+    "Lease",
+    "LeaseError",
+    "LeaseManager",
+    "Limits",
+    "OpenShellRunner",
+    "Outcome",
+    "RunResult",
+    "RunSpec",
+    "Runner",
+    "RunnerError",
+    "SandboxUnavailable",
+    "StagingError",
+    "StructuredOutput",
+    "check_executor_node",
+    "parse_structured",
+    "sandbox_available",
+    "sandbox_name",
+]

@@ -1,0 +1,234 @@
+"""An executor node's ``config`` read once into typed settings, with the original's defaults.
+
+Reading is lenient where the original is lenient (an invalid ``max_attempts`` means 1),
+because bundles that ran under MirrorNeuron must keep running; :mod:`.validate` reports
+the same values as problems so authors can fix them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RunnerError
+
+DEFAULT_SANDBOX_ROOT = "/sandbox/job"
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+DEFAULT_BACKOFF_MS = 500.0
+DEFAULT_KILL_GRACE_SECONDS = 2.0
+DEFAULT_OUTPUT_TYPE = "executor_result"
+
+#: ``runner_module`` values of the original and the runner each one selects here.
+RUNNER_MODULES = {
+    "MirrorNeuron.Runner.HostLocal": "host_local",
+    "MirrorNeuron.Sandbox.OpenShell": "sandbox",
+    "MirrorNeuron.Runner.OpenShell": "sandbox",
+}
+#: ``runner`` values accepted (new key; wins over ``runner_module``).
+RUNNER_NAMES = {
+    "host_local": "host_local",
+    "host": "host_local",
+    "sandbox": "sandbox",
+    "bwrap": "sandbox",
+    "bubblewrap": "sandbox",
+    "openshell": "openshell",
+}
+
+
+def runner_kind(config: Mapping[str, Any]) -> str:
+    """``host_local``, ``sandbox`` or ``openshell`` for a node config.
+
+    Raises:
+        RunnerError: for a runner the Python runtime does not implement.
+    """
+    runner = config.get("runner")
+    if runner is not None:
+        kind = RUNNER_NAMES.get(str(runner).strip().lower())
+        if kind is None:
+            expected = ", ".join(sorted(RUNNER_NAMES))
+            raise RunnerError(f"unknown executor runner {runner!r} (expected one of {expected})")
+        return kind
+    module = config.get("runner_module")
+    if module is None:
+        return "sandbox"
+    kind = RUNNER_MODULES.get(str(module))
+    if kind is None:
+        raise RunnerError(
+            f'runner_module {module!r} is not supported; use runner: "sandbox" (bubblewrap) '
+            'or runner: "host_local" (trusted code, no isolation)'
+        )
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits (``setrlimit``) applied inside the run; ``None`` means unlimited."""
+
+    cpu_seconds: int | None = None
+    address_space_mb: int | None = None
+    file_size_mb: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
+
+    def ulimit_command(self) -> str:
+        """A ``ulimit`` line for bash setting soft and hard limits (cannot be raised again)."""
+        parts: list[str] = []
+        for flag, value, scale in (
+            ("-t", self.cpu_seconds, 1),
+            ("-v", self.address_space_mb, 1024),  # KiB
+            ("-f", self.file_size_mb, 1024),  # 1 KiB blocks in bash
+            ("-n", self.open_files, 1),
+            ("-u", self.processes, 1),
+        ):
+            if value is not None:
+                parts += [flag, str(value * scale)]
+        return "ulimit -S -H " + " ".join(parts) if parts else ""
+
+
+#: Defaults for the sandbox runner: large enough for ordinary scripts, small enough that
+#: a fork bomb or a memory hog hits a limit instead of the host.
+SANDBOX_LIMITS = Limits(
+    cpu_seconds=3600, address_space_mb=4096, file_size_mb=1024, open_files=1024, processes=256
+)
+LIMIT_KEYS = {
+    "cpu_seconds": "cpu_seconds",
+    "address_space_mb": "address_space_mb",
+    "memory_mb": "address_space_mb",
+    "file_size_mb": "file_size_mb",
+    "open_files": "open_files",
+    "processes": "processes",
+}
+
+
+def parse_limits(value: Any, defaults: Limits) -> Limits:
+    """Overlay ``config.limits`` on ``defaults``; ``null`` lifts a limit, bad values are ignored."""
+    if not isinstance(value, Mapping):
+        return defaults
+    fields = {name: getattr(defaults, name) for name in set(LIMIT_KEYS.values())}
+    for key, name in LIMIT_KEYS.items():
+        if key in value:
+            raw = value[key]
+            if raw is None:
+                fields[name] = None
+            elif positive_int(raw) is not None:
+                fields[name] = positive_int(raw)
+    return Limits(**fields)
+
+
+def positive_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if value > 0 and int(value) == value else None
+
+
+def positive_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value > 0 else None
+
+
+def non_negative(value: Any, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return default
+    return float(value)
+
+
+def env_value(value: Any) -> str:
+    """Stringify an ``environment`` value like the original (booleans lower-case, JSON for maps)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    from .._json import dumps_str
+
+    return dumps_str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """Everything an executor reads from its node config, parsed once per agent."""
+
+    runner: str = "sandbox"
+    command: str | list[str] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
+    workdir: str | None = None
+    sandbox_root: str = DEFAULT_SANDBOX_ROOT
+    pool: str = "default"
+    pool_slots: int = 1
+    startup_delay_ms: float = 0.0
+    max_attempts: int = 1
+    retry_backoff_ms: float = DEFAULT_BACKOFF_MS
+    timeout_seconds: float | None = None
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS
+    network: bool = False
+    login_shell: bool = False
+    limits: Limits = SANDBOX_LIMITS
+    output_message_type: str | None = DEFAULT_OUTPUT_TYPE
+    complete_job: bool = False
+    name_prefix: str = "mirror-neuron"
+    #: The raw config, for runner-specific keys (OpenShell flags, uploads).
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ExecutorSettings:
+        """Parse a node config.
+
+        Raises:
+            RunnerError: unknown runner, or ``command`` that is neither a string nor a list.
+        """
+        runner = runner_kind(config)
+        command = config.get("command")
+        if command is not None and not isinstance(command, str | list):
+            raise RunnerError(f"command must be a string or a list of strings, got {type(command).__name__}")
+        if isinstance(command, list):
+            command = [env_value(part) for part in command]
+        environment = config.get("environment")
+        pass_env = config.get("pass_env")
+        root = str(config.get("sandbox_upload_path") or DEFAULT_SANDBOX_ROOT).rstrip("/") or "/"
+        default_limits = SANDBOX_LIMITS if runner == "sandbox" else Limits()
+        return cls(
+            runner=runner,
+            command=command,
+            environment=(
+                {str(k): env_value(v) for k, v in environment.items()}
+                if isinstance(environment, Mapping)
+                else {}
+            ),
+            pass_env=tuple(str(n) for n in pass_env) if isinstance(pass_env, list) else (),
+            workdir=str(config["workdir"]) if config.get("workdir") else None,
+            sandbox_root=root,
+            pool=str(config.get("pool") or "default"),
+            pool_slots=positive_int(config.get("pool_slots")) or 1,
+            startup_delay_ms=non_negative(config.get("startup_delay_ms"), 0.0),
+            max_attempts=positive_int(config.get("max_attempts")) or 1,
+            retry_backoff_ms=non_negative(config.get("retry_backoff_ms"), DEFAULT_BACKOFF_MS),
+            timeout_seconds=positive_number(config.get("timeout_seconds")),
+            max_output_bytes=positive_int(config.get("max_output_bytes")) or DEFAULT_MAX_OUTPUT_BYTES,
+            kill_grace_seconds=non_negative(config.get("kill_grace_seconds"), DEFAULT_KILL_GRACE_SECONDS),
+            network=bool(config.get("network", False)),
+            login_shell=bool(config.get("login_shell", False)),
+            limits=parse_limits(config.get("limits"), default_limits),
+            output_message_type=_output_type(config),
+            complete_job=bool(config.get("complete_job", False)),
+            name_prefix=str(
+                config.get("name_prefix") or ("host-local" if runner == "host_local" else "mirror-neuron")
+            ),
+            raw=config,
+        )
+
+
+def _output_type(config: Mapping[str, Any]) -> str | None:
+    """Absent → ``executor_result``; ``null`` (or empty) → no default emit; a string → that type."""
+    if "output_message_type" not in config:
+        return DEFAULT_OUTPUT_TYPE
+    value = config["output_message_type"]
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else DEFAULT_OUTPUT_TYPE

@@ -1,0 +1,252 @@
+"""ExecutorAgent against a recording context: event order, payload shapes, state, failure, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirror_neuron.agents.base import AgentError
+from mirror_neuron.agents.executor import RESULT_HEADERS, ExecutorAgent
+from mirror_neuron.config import Config
+from mirror_neuron.execution import LeaseManager
+from mirror_neuron.messages import normalize
+
+from .conftest import FakeContext, executor_node, processes_with, until_running, wait_gone, write
+
+pytestmark = pytest.mark.usefixtures("sandbox")
+
+STRUCTURED = """
+import json, os
+ctx = json.load(open(os.environ["MN_CONTEXT_FILE"]))
+state = ctx["agent_state"] or {"seen": 0}
+print(json.dumps({
+    "next_state": {"seen": state["seen"] + 1},
+    "events": [{"type": "worker_progress", "payload": {"seen": state["seen"] + 1}}],
+    "emit_messages": [
+        {"type": "tick", "to": "region_2", "body": {"n": 1}},
+        {"type": "chunk", "body_base64": "aGk=", "class": "stream", "headers": {"k": "v"}},
+    ],
+    "complete_job": {"final": True},
+}))
+"""
+
+
+def make_agent(
+    config: dict[str, Any], payloads: Path, temp_root: Path, services: dict | None = None, **node: Any
+) -> tuple[ExecutorAgent, FakeContext]:
+    n = executor_node(config, **node)
+    ctx = FakeContext(n, Config(temp_dir=temp_root, node_name="test-node"), payloads, services)
+    return ExecutorAgent(n, ctx), ctx
+
+
+def message(body: Any = None) -> Any:
+    return normalize({"body": {"n": 1} if body is None else body, "headers": {"trace": "t1"}}, job_id="job-1")
+
+
+async def test_success_events_and_actions_come_in_the_original_order(payloads: Path, temp_root: Path) -> None:
+    write(payloads / "w.py", STRUCTURED)
+    config = {"upload_path": "w.py", "command": ["python3", "w.py"], "complete_job": True}
+    agent, ctx = make_agent(config, payloads, temp_root)
+    await agent.handle_async(message())
+    assert ctx.kinds() == [
+        "event:executor_lease_requested",
+        "event:executor_lease_acquired",
+        "event:executor_lease_released",
+        "event:sandbox_job_completed",
+        "emit:executor_result",
+        "complete",
+        "event:worker_progress",
+        "emit_to:region_2",
+        "emit:chunk",
+        "complete",
+    ]
+    requested, acquired, released, completed = (ctx.log[i][2] for i in range(4))
+    assert requested == {"pool": "default", "slots": 1}
+    assert set(acquired) == {"lease_id", "pool", "slots", "queue_wait_ms"}
+    assert released == {"lease_id": acquired["lease_id"], "pool": "default", "slots": 1}
+    assert completed == {
+        "sandbox_name": completed["sandbox_name"],
+        "exit_code": 0,
+        "attempts": 1,
+        "lease_id": acquired["lease_id"],
+        "pool": "default",
+    }
+    _, _, output, opts = ctx.log[4]
+    assert opts == {"cls": "event", "headers": RESULT_HEADERS}
+    assert set(output) == {"agent_id", "sandbox", "input"}
+    assert output["agent_id"] == "worker" and output["input"] == {"n": 1}
+    sandbox = output["sandbox"]
+    assert {"sandbox_name", "remote_dir", "exit_code", "runner_exit_code", "stdout", "stderr", "logs"} <= set(
+        sandbox
+    )
+    assert {"raw_output", "runner", "node_name", "attempts", "lease"} <= set(sandbox)
+    assert sandbox["node_name"] == "test-node" and sandbox["attempts"] == 1
+    assert sandbox["lease"]["metadata"] == {"job_id": "job-1", "agent_id": "worker", "node": "test-node"}
+    assert ctx.log[5] == ("complete", output)
+    assert ctx.log[6] == ("event", "worker_progress", {"seen": 1})
+    assert ctx.log[7] == ("emit_to", "region_2", "tick", {"n": 1}, {})
+    assert ctx.log[8] == ("emit", "chunk", b"hi", {"cls": "stream", "headers": {"k": "v"}})
+    assert ctx.log[9] == ("complete", {"final": True})
+    assert agent.agent_state == {"seen": 1}
+    ctx.log.clear()
+    await agent.handle_async(message())
+    assert ctx.events("worker_progress") == [{"seen": 2}], "next_state reaches the next run's context file"
+    snap = agent.snapshot_state()
+    assert snap["runs"] == 2 and snap["agent_state"] == {"seen": 2} and snap["last_error"] is None
+    json.dumps(snap)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, ["executor_result"]),
+        ({"output_message_type": "prime_result"}, ["prime_result"]),
+        ({"output_message_type": None}, []),
+    ],
+)
+async def test_default_emit_follows_output_message_type(
+    config: dict, expected: list[str], payloads: Path, temp_root: Path
+) -> None:
+    agent, ctx = make_agent({"command": "echo plain", **config}, payloads, temp_root)
+    await agent.handle_async(message())
+    assert [e[1] for e in ctx.log if e[0] == "emit"] == expected
+    assert not [e for e in ctx.log if e[0] == "complete"]
+
+
+async def test_complete_job_question_mark_completes_with_the_output_payload(
+    payloads: Path, temp_root: Path
+) -> None:
+    agent, ctx = make_agent({"command": "echo '{\"complete_job?\": true}'"}, payloads, temp_root)
+    await agent.handle_async(message({"x": 1}))
+    (completion,) = [e[1] for e in ctx.log if e[0] == "complete"]
+    assert completion["agent_id"] == "worker" and completion["input"] == {"x": 1}
+
+
+async def test_failure_raises_a_readable_error_and_releases_the_lease(
+    payloads: Path, temp_root: Path
+) -> None:
+    leases = LeaseManager({"default": 1})
+    command = "echo progress; echo 'Traceback: ...' >&2; echo 'ValueError: bad input' >&2; exit 3"
+    agent, ctx = make_agent({"command": command}, payloads, temp_root, {"leases": leases})
+    with pytest.raises(AgentError) as info:
+        await agent.handle_async(message())
+    assert str(info.value) == "command exited with status 3: Traceback: ...\nValueError: bad input"
+    assert info.value.details == {
+        "exit_code": 3,
+        "attempts": 1,
+        "stderr_tail": "Traceback: ...\nValueError: bad input",
+    }
+    assert ctx.kinds() == [
+        "event:executor_lease_requested",
+        "event:executor_lease_acquired",
+        "event:executor_lease_released",
+        "event:sandbox_job_failed",
+    ]
+    failed = ctx.log[3][2]
+    assert failed["exit_code"] == 3 and failed["attempts"] == 1 and failed["pool"] == "default"
+    assert failed["error"] == str(info.value)
+    assert leases.stats()["default"]["in_use"] == 0
+    assert agent.runs == 1 and agent.last_error == str(info.value)
+
+
+async def test_unknown_pool_fails_before_running(payloads: Path, temp_root: Path) -> None:
+    agent, ctx = make_agent({"pool": "memory-heavy", "command": "true"}, payloads, temp_root)
+    with pytest.raises(AgentError, match=r'^unknown executor pool "memory-heavy"$'):
+        await agent.handle_async(message())
+    assert ctx.kinds() == ["event:executor_lease_requested"]
+
+
+async def test_setup_errors_are_reported_as_failed_runs(payloads: Path, temp_root: Path) -> None:
+    agent, ctx = make_agent({"upload_path": "missing.py", "command": "true"}, payloads, temp_root)
+    with pytest.raises(AgentError, match=r"^upload source does not exist: payloads/missing\.py$"):
+        await agent.handle_async(message())
+    assert ctx.kinds()[-2:] == ["event:executor_lease_released", "event:sandbox_job_failed"]
+
+
+async def test_invalid_runner_is_an_agent_error_on_first_message(payloads: Path, temp_root: Path) -> None:
+    agent, _ = make_agent({"runner": "docker"}, payloads, temp_root)
+    with pytest.raises(AgentError, match="unknown executor runner"):
+        await agent.handle_async(message())
+
+
+async def test_lease_manager_is_created_lazily_and_shared(payloads: Path, temp_root: Path) -> None:
+    services: dict[str, Any] = {}
+    agent, _ = make_agent({"command": "true"}, payloads, temp_root, services)
+    await agent.handle_async(message())
+    assert isinstance(services["leases"], LeaseManager)
+    assert services["leases"].stats()["default"]["capacity"] == 4
+
+
+async def test_leases_bound_concurrency_across_agents(payloads: Path, temp_root: Path) -> None:
+    services = {"leases": LeaseManager({"default": 1})}
+    a, ctx_a = make_agent({"command": "sleep 0.2"}, payloads, temp_root, services, node_id="a")
+    b, ctx_b = make_agent({"command": "sleep 0.2"}, payloads, temp_root, services, node_id="b")
+    await asyncio.gather(a.handle_async(message()), b.handle_async(message()))
+    waits = sorted(ctx.events("executor_lease_acquired")[0]["queue_wait_ms"] for ctx in (ctx_a, ctx_b))
+    assert waits[0] < 100 <= waits[1]
+
+
+async def test_startup_delay_applies_to_the_first_run_only(payloads: Path, temp_root: Path) -> None:
+    agent, _ = make_agent({"command": "true", "startup_delay_ms": 300}, payloads, temp_root)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await agent.handle_async(message())
+    first = loop.time() - start
+    start = loop.time()
+    await agent.handle_async(message())
+    assert first >= 0.3 > loop.time() - start
+
+
+async def test_cancelling_the_handler_kills_the_script(payloads: Path, temp_root: Path) -> None:
+    mark = f"{random.randint(100, 999)}.{random.randint(10**8, 10**9)}"
+    leases = LeaseManager({"default": 2})
+    agent, ctx = make_agent({"command": f"sleep {mark}"}, payloads, temp_root, {"leases": leases})
+    task = asyncio.create_task(agent.handle_async(message()))
+    await until_running(mark)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert wait_gone(mark) == []
+    assert ctx.kinds()[-1] == "event:executor_lease_released"
+    assert leases.stats()["default"]["in_use"] == 0
+
+
+async def test_stop_kills_the_running_script(payloads: Path, temp_root: Path) -> None:
+    mark = f"{random.randint(100, 999)}.{random.randint(10**8, 10**9)}"
+    agent, _ = make_agent({"command": f"sleep {mark}"}, payloads, temp_root)
+    task = asyncio.create_task(agent.handle_async(message()))
+    await until_running(mark)
+    await agent.stop()
+    with pytest.raises(AgentError, match="stopped"):
+        await task
+    assert processes_with(mark) == []
+    await agent.stop()  # idempotent
+
+
+async def test_snapshot_restore_and_recovery_replay(payloads: Path, temp_root: Path) -> None:
+    agent, _ = make_agent({"command": "echo hi"}, payloads, temp_root)
+    await agent.handle_async(message(b"\xff\x00binary"))
+    snap = json.loads(json.dumps(agent.snapshot_state()))
+    fresh, ctx = make_agent({"command": "echo hi"}, payloads, temp_root)
+    fresh.restore_state(snap)
+    assert fresh.snapshot_state() == snap
+    assert fresh.inspect_state()["running_commands"] == 0
+    fresh.recover()
+    assert ctx.kinds() == ["event:executor_output_replayed", "emit:executor_result"]
+    assert ctx.log[0][2] == {"reason": "agent_recovery", "agent_id": "worker"}
+
+
+async def test_secrets_are_redacted_from_structured_events(payloads: Path, temp_root: Path) -> None:
+    command = (
+        'echo "{\\"events\\": [{\\"type\\": \\"leak\\", \\"payload\\": {\\"t\\": \\"$SERVICE_TOKEN\\"}}]}"'
+    )
+    config = {"command": command, "environment": {"SERVICE_TOKEN": "s3cr3t-value"}}
+    agent, ctx = make_agent(config, payloads, temp_root)
+    await agent.handle_async(message())
+    assert ctx.events("leak") == [{"t": "[REDACTED]"}]
+    assert "s3cr3t-value" not in json.dumps(agent.snapshot_state())
