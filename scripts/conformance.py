@@ -72,7 +72,8 @@ def check_p2(job: dict, events: list) -> None:
         "request_id": "demo-quick-001",
         "headline": "quick-signal: 7 words, 61 chars",
         "explanation": (
-            "BEAM orchestrated the flow and OpenShell executed the worker payload folders inside isolated sandboxes."
+            "BEAM orchestrated the flow and OpenShell executed the worker payload folders "
+            "inside isolated sandboxes."
         ),
         "text_preview": "BEAM orchestrates workers while OpenShel",
     }
