@@ -58,14 +58,46 @@ def validate(obj: Context, bundle: str, as_json: bool) -> None:
 )
 @click.option("--no-wait", is_flag=True, help="Start the job in a background process and print its id.")
 @click.option("--job-id", hidden=True, default=None)
+@click.option("--server", "server", default=None, help="Run the job in the `mn serve` at this URL.")
+@click.option("--token", envvar="MIRROR_NEURON_API_TOKEN", default=None, help="With --server: the API token.")
 @click.pass_obj
 def run(
-    obj: Context, bundle: str, as_json: bool, timeout: float | None, no_wait: bool, job_id: str | None
+    obj: Context,
+    bundle: str,
+    as_json: bool,
+    timeout: float | None,
+    no_wait: bool,
+    job_id: str | None,
+    server: str | None,
+    token: str | None,
 ) -> None:
     """Run a job bundle and wait for it to end (exit 0 only when it completed)."""
+    if server:
+        from .commands import remote_run_command
+
+        remote_run_command(server, token, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait)
+        return
     from .commands import run_command
 
     run_command(obj.config, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait, job_id=job_id)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=4000, show_default=True, envvar="MIRROR_NEURON_API_PORT")
+@click.option(
+    "--token",
+    envvar="MIRROR_NEURON_API_TOKEN",
+    default=None,
+    help="Bearer token every request must carry (required off loopback; prefer the env variable).",
+)
+@click.option("--store", "store_url", default=None, help="Store URL (overrides the global --store).")
+@click.pass_obj
+def serve(obj: Context, host: str, port: int, token: str | None, store_url: str | None) -> None:
+    """Host jobs in this process behind the REST API at /api/v1 (docs at /docs)."""
+    from .commands import serve_command
+
+    serve_command(obj.config, host=host, port=port, token=token, store_url=store_url)
 
 
 @cli.group()
@@ -112,12 +144,16 @@ def job_agents(obj: Context, job_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--after", type=int, default=0, help="Only events after this sequence number.")
 @click.option("--limit", type=int, default=None)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until the job ends.")
 @click.pass_obj
-def job_events(obj: Context, job_id: str, as_json: bool, after: int, limit: int | None) -> None:
+def job_events(obj: Context, job_id: str, as_json: bool, after: int, limit: int | None, follow: bool) -> None:
     """Show a job's events, oldest first."""
-    from .commands import events_command
+    from .commands import events_command, follow_command
 
-    events_command(obj.config, job_id, as_json=as_json, after=after, limit=limit)
+    if follow:
+        follow_command(obj.config, job_id, as_json=as_json, after=after)
+    else:
+        events_command(obj.config, job_id, as_json=as_json, after=after, limit=limit)
 
 
 def _control(obj: Context, op: str, *args: object, as_json: bool, **kwargs: object) -> None:
@@ -187,3 +223,18 @@ def job_dead_letters(
 def job_cleanup(obj: Context, all_jobs: bool, as_json: bool) -> None:
     """Delete ended jobs and their events and snapshots."""
     _control(obj, "cleanup", as_json=as_json, all=all_jobs)
+
+
+@cli.group()
+def node() -> None:
+    """Runtimes on this machine and their executor pools."""
+
+
+@node.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def node_list(obj: Context, as_json: bool) -> None:
+    """List live runtimes (mn run / mn serve processes) with their executor pool usage."""
+    from .commands import node_list_command
+
+    node_list_command(obj.config, as_json=as_json)

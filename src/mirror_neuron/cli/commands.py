@@ -259,3 +259,78 @@ def _message_arg(text: str) -> Any:
     if not isinstance(value, dict):
         raise MessageError(f"{source} must be a JSON object")
     return value
+
+
+def node_list_command(config: Config, *, as_json: bool) -> None:
+    """Live runtimes, or (when none runs) this machine's configured pools, all idle."""
+    from ..runtime.remote import live_runtimes
+
+    nodes = asyncio.run(live_runtimes())
+    if not nodes:
+        pools = {
+            name: {"capacity": c, "in_use": 0, "available": c, "queued": 0, "active": 0}
+            for name, c in config.pools().items()
+        }
+        nodes = [
+            {"name": config.node_name, "pid": None, "control": None, "jobs": [], "executor_pools": pools}
+        ]
+    if as_json:
+        render.print_json(nodes)
+    else:
+        render.print_nodes(nodes)
+
+
+def follow_command(config: Config, job_id: str, *, as_json: bool, after: int) -> None:
+    """A live tail: stored events, then new ones as they happen, until the job ends."""
+    asyncio.run(_follow(config, job_id, as_json=as_json, after=after))
+
+
+async def _follow(config: Config, job_id: str, *, as_json: bool, after: int) -> None:
+    from .. import _json
+    from ..runtime import Runtime
+
+    async with Runtime(config.with_(control=False)) as rt:
+        async for event in rt.follow(job_id, after=after):
+            if as_json:  # one object per line, so the output can be piped as it grows
+                sys.stdout.buffer.write(_json.dumps(event) + b"\n")
+                sys.stdout.flush()
+            else:
+                render.print_events([event])
+                sys.stdout.flush()
+
+
+def serve_command(config: Config, *, host: str, port: int, token: str | None, store_url: str | None) -> None:
+    from ..server import ServerSettings
+    from ..server.serve import serve
+
+    if store_url:
+        config = config.with_(store_url=store_url)
+    serve(config, ServerSettings(host=host, port=port, token=token or None))
+
+
+def remote_run_command(
+    url: str, token: str | None, source: str, *, as_json: bool, timeout: float | None, no_wait: bool
+) -> None:
+    """``mn run --server``: upload the bundle, then wait and report exactly like a local run."""
+    from ..server.client import ServerClient
+
+    bundle = validate_bundle(source)
+    if bundle.root_path is None:
+        raise MirrorNeuronError("--server needs a bundle folder")
+    with ServerClient(url, token) as client:
+        job_id = client.upload(bundle.root_path)["job_id"]
+        if no_wait:
+            render.print_json({"job_id": job_id}) if as_json else click.echo(job_id)
+            return
+        if not as_json:
+            click.echo(f"job {job_id} running on {url}", err=True)
+        try:
+            record = client.wait(job_id, timeout)
+        except JobTimeout:
+            client.cancel(job_id)  # the server-side equivalent of a local run's --timeout
+            record = client.wait(job_id)
+    if as_json:
+        render.print_json({"ok": record.get("status") == "completed", **record})
+    else:
+        render.print_job_summary(record)
+    _exit(0 if record.get("status") == "completed" else 1)

@@ -121,3 +121,12 @@ def print_control(op: str, result: Any) -> None:
         print(" ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, (list, dict))))
         return
     print(_json.dumps_str(result))
+
+
+def print_nodes(nodes: list[dict[str, Any]]) -> None:
+    """One line per pool: ``node pool in_use/capacity free queued`` (the original's ``2/4 free q=1``)."""
+    for node in nodes:
+        label = node["name"] if node.get("pid") else f"{node['name']} (no runtime running; configured pools)"
+        print(f"{label}  jobs={len(node.get('jobs') or [])}")
+        for pool, s in sorted(node.get("executor_pools", {}).items()):
+            print(f"  {pool:<16} {s['available']}/{s['capacity']} free  in_use={s['in_use']} q={s['queued']}")

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 RECEIVED = "agent_message_received"
+#: How long a job's end waits for its agents to stop (kill scripts, release leases).
+STOP_TIMEOUT = 30.0
 _tuple_new = tuple.__new__
 #: Events too frequent to be the "last thing that happened" in a progress display.
 QUIET_EVENTS = frozenset({RECEIVED, "aggregator_received", "collector_received"})
@@ -265,14 +267,21 @@ class JobRun:
     async def _finalize(self) -> None:
         """Stop agents (killing child processes), persist the final state, wake waiters."""
         stops = []
+        tasks = []
         for cell in self.cells.values():
             task = cell.task
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
+                tasks.append(task)
             if cell.agent is not None and cell.agent.is_async:
                 stops.append(cell.agent.stop())
-        if stops:
-            await asyncio.gather(*stops, return_exceptions=True)
+        if stops or tasks:
+            # Wait for the handlers to unwind too: they release executor leases on the way out.
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await asyncio.gather(*stops, *tasks, return_exceptions=True)
+            except TimeoutError:
+                self.event("agents_stop_timeout", None, {"seconds": STOP_TIMEOUT})
         for cell in self.cells.values():
             cell.dirty = True
         self.record_dirty = True

@@ -120,3 +120,17 @@ def rebuild(name: str, message: str) -> errors.MirrorNeuronError:
     exc = cls.__new__(cls)
     errors.MirrorNeuronError.__init__(exc, message)
     return exc
+
+
+async def live_runtimes(timeout: float = 2.0) -> list[dict[str, Any]]:
+    """Ask every runtime of this user on this machine to describe itself; stale sockets are removed."""
+    found: list[dict[str, Any]] = []
+    for path in sorted(socket_dir().glob("*.sock")):
+        try:
+            found.append(await call(SCHEME + str(path), {"op": "node"}, timeout=timeout))
+        except Unreachable:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        except errors.MirrorNeuronError:
+            continue
+    return found

@@ -20,6 +20,7 @@ from ..bundle.model import Bundle
 from ..config import Config
 from ..errors import JobNotFound, JobStateError, JobTimeout, NotFound, StoreError
 from ..events import make as make_event
+from ..execution import LeaseManager
 from ..ids import job_id as new_job_id
 from ..store import MemoryStore, open_store
 from ..store.base import TERMINAL_STATUSES, Store, WriteBatch
@@ -62,7 +63,8 @@ class Runtime:
         self.config = config or Config()
         self.store: Store = store if store is not None else open_store(self.config.store_url)
         self.jobs: dict[str, JobRun] = {}
-        self.services: dict[str, Any] = {}
+        #: Runtime-wide services agents use; the executor lease manager bounds concurrent runs.
+        self.services: dict[str, Any] = {"leases": LeaseManager.from_config(self.config)}
         self.scheduler = Scheduler(self.config.agent_batch)
         self.writer = StoreWriter(
             self.store, self.scheduler, self.config.flush_interval, self.config.flush_max_events
@@ -318,7 +320,22 @@ class Runtime:
         await self.writer.flush()  # a status change is acknowledged once it is stored
         return result
 
+    def inspect_node(self) -> dict[str, Any]:
+        """This runtime: its name, the jobs it hosts and its executor pools (with live usage)."""
+        import os
+
+        return {
+            "name": self.config.node_name,
+            "pid": os.getpid(),
+            "control": self.control_endpoint,
+            "store": self.store.url,
+            "jobs": sorted(self.jobs),
+            "executor_pools": self.services["leases"].stats(),
+        }
+
     async def _serve_control(self, request: dict[str, Any]) -> Any:
+        if request.get("op") == "node":
+            return self.inspect_node()
         job_id = str(request.get("job_id"))
         job = self.jobs.get(job_id)
         if job is None:
