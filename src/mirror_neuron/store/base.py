@@ -30,9 +30,15 @@ class WriteBatch:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     events: dict[str, list[Event]] = field(default_factory=dict)
     agents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Queued mail per job: ``(agent_id, position, message dict)``; positions grow per agent.
+    messages: dict[str, list[tuple[str, int, dict[str, Any]]]] = field(default_factory=dict)
+    #: Per job and agent, the position up to which mail is consumed (those rows are dropped).
+    consumed: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Named JSON values per job (the normalised manifest, stored executor outputs).
+    blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.jobs or self.events or self.agents)
+        return bool(self.jobs or self.events or self.agents or self.messages or self.consumed or self.blobs)
 
 
 @runtime_checkable
@@ -65,5 +71,11 @@ class Store(Protocol):
 
     def get_agents(self, job_id: str) -> list[dict[str, Any]]:
         """Agent snapshots sorted by ``agent_id``."""
+
+    def read_mailboxes(self, job_id: str) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        """Unconsumed mail per agent, as ``(position, message dict)`` in position order."""
+
+    def get_blob(self, job_id: str, key: str) -> Any:
+        """A named JSON value of the job, or ``None``."""
 
     def close(self) -> None: ...

@@ -22,6 +22,8 @@ class MemoryStore:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._events: dict[str, list[Event]] = {}
         self._agents: dict[str, dict[str, dict[str, Any]]] = {}
+        self._mail: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+        self._blobs: dict[str, dict[str, Any]] = {}
 
     def write_batch(self, batch: WriteBatch) -> None:
         for job_id, snapshots in batch.agents.items():
@@ -37,6 +39,19 @@ class MemoryStore:
                 agents = self._agents.setdefault(job_id, {})
                 for snap in snapshots:
                     agents[snap["agent_id"]] = snap
+            for job_id, rows in batch.messages.items():
+                mail = self._mail.setdefault(job_id, {})
+                for agent_id, pos, message in rows:
+                    mail.setdefault(agent_id, {})[pos] = message
+            for job_id, upto in batch.consumed.items():
+                mail = self._mail.get(job_id, {})
+                for agent_id, pos in upto.items():
+                    box = mail.get(agent_id)
+                    if box:
+                        for p in [p for p in box if p <= pos]:
+                            del box[p]
+            for job_id, values in batch.blobs.items():
+                self._blobs.setdefault(job_id, {}).update(copy.deepcopy(values))
 
     def _put_job(self, record: dict[str, Any]) -> None:
         current = self._jobs.get(record["job_id"])
@@ -72,6 +87,8 @@ class MemoryStore:
         with self._lock:
             self._events.pop(job_id, None)
             self._agents.pop(job_id, None)
+            self._mail.pop(job_id, None)
+            self._blobs.pop(job_id, None)
             return self._jobs.pop(job_id, None) is not None
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
@@ -89,6 +106,15 @@ class MemoryStore:
         with self._lock:
             agents = self._agents.get(job_id, {})
             return [copy.deepcopy(agents[k]) for k in sorted(agents)]
+
+    def read_mailboxes(self, job_id: str) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        with self._lock:
+            mail = self._mail.get(job_id, {})
+            return {a: sorted(box.items()) for a, box in mail.items() if box}
+
+    def get_blob(self, job_id: str, key: str) -> Any:
+        with self._lock:
+            return copy.deepcopy(self._blobs.get(job_id, {}).get(key))
 
     def close(self) -> None:
         pass

@@ -73,6 +73,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
     ),
 )
+_MIGRATIONS += (
+    (
+        # v2: durable mailboxes (mail still queued at a commit) and named per-job values.
+        """CREATE TABLE mailbox (
+            job_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            pos INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            PRIMARY KEY (job_id, agent_id, pos)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE blobs (
+            job_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (job_id, key)
+        ) WITHOUT ROWID""",
+    ),
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
@@ -145,6 +163,17 @@ class SQLiteStore:
         jobs = [self._job_row(record) for record in batch.jobs]
         events = self._event_rows(batch.events)
         agents = self._agent_rows(batch.agents)
+        mail = [
+            (job_id, agent_id, pos, self._encode(message, f"a message of job {job_id}"))
+            for job_id, rows in batch.messages.items()
+            for agent_id, pos, message in rows
+        ]
+        consumed = [(job_id, a, pos) for job_id, upto in batch.consumed.items() for a, pos in upto.items()]
+        blobs = [
+            (job_id, key, self._encode(value, f"value {key} of job {job_id}"))
+            for job_id, values in batch.blobs.items()
+            for key, value in values.items()
+        ]
         with self._transaction("writing a batch") as conn:
             if jobs:
                 conn.executemany(_UPSERT_JOB, jobs)
@@ -152,6 +181,12 @@ class SQLiteStore:
                 conn.executemany(_INSERT_EVENT, events)
             if agents:
                 conn.executemany(_UPSERT_AGENT, agents)
+            if mail:
+                conn.executemany("INSERT OR REPLACE INTO mailbox VALUES (?, ?, ?, ?)", mail)
+            if consumed:
+                conn.executemany("DELETE FROM mailbox WHERE job_id = ? AND agent_id = ? AND pos <= ?", consumed)
+            if blobs:
+                conn.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", blobs)
 
     def create_job(self, record: dict[str, Any]) -> None:
         row = self._job_row(record)
@@ -163,6 +198,8 @@ class SQLiteStore:
         with self._transaction(f"deleting job {job_id}") as conn:
             conn.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM agents WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM mailbox WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM blobs WHERE job_id = ?", (job_id,))
             return conn.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,)).rowcount > 0
 
     # -- reads ----------------------------------------------------------------------------
@@ -196,6 +233,18 @@ class SQLiteStore:
         sql = "SELECT snapshot FROM agents WHERE job_id = ? ORDER BY agent_id"
         rows = self._query(f"reading agents of job {job_id}", sql, (job_id,))
         return [loads(snapshot) for (snapshot,) in rows]
+
+    def read_mailboxes(self, job_id: str) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        sql = "SELECT agent_id, pos, message FROM mailbox WHERE job_id = ? ORDER BY agent_id, pos"
+        boxes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for agent_id, pos, message in self._query(f"reading mailboxes of job {job_id}", sql, (job_id,)):
+            boxes.setdefault(agent_id, []).append((pos, loads(message)))
+        return boxes
+
+    def get_blob(self, job_id: str, key: str) -> Any:
+        sql = "SELECT value FROM blobs WHERE job_id = ? AND key = ?"
+        rows = self._query(f"reading {key} of job {job_id}", sql, (job_id, key))
+        return loads(rows[0][0]) if rows else None
 
     # -- lifecycle ------------------------------------------------------------------------
 
