@@ -16,9 +16,18 @@ PREFIX = secrets.token_urlsafe(6)
 next_id = itertools.count(1).__next__
 
 
-def fmt(mid: int | str | None) -> str | None:
-    """The public string form of an id kept as an int on the hot path."""
-    return f"{PREFIX}{mid:x}" if type(mid) is int else mid  # type: ignore[return-value]
+def fmt(mid: int | str | tuple[str, int, int] | None) -> str | None:
+    """The public string form of an id kept as an int or a tuple on the hot path.
+
+    Emitted messages get deterministic ids ``(agent, invocation, index)`` → ``"agent:7:0"``,
+    so an emit replayed after recovery carries the id it had the first time.
+    """
+    kind = type(mid)
+    if kind is int:
+        return f"{PREFIX}{mid:x}"
+    if kind is tuple or kind is list:  # a list once it went through JSON
+        return f"{mid[0]}:{mid[1]}:{mid[2]}"  # type: ignore[index]
+    return mid  # type: ignore[return-value]
 
 
 def message_id() -> str:

@@ -56,6 +56,14 @@ class ExecutorAgent(Agent):
         executor = self._get_executor()
         s = self.settings
         body = {} if message.body is None else message.body
+        stored = await self._stored_run(message, body)
+        if stored is not None:  # finished before a crash: re-emit, do not run again
+            self.ctx.event(
+                "executor_output_replayed",
+                {"reason": "agent_recovery", "agent_id": self.node.node_id, "message_id": message.message_id},
+            )
+            self._apply(stored["result"], stored["stdout"], (), body, message)
+            return
         if self.runs == 0 and s.startup_delay_ms > 0:
             await asyncio.sleep(s.startup_delay_ms / 1000.0)
         leases = self._leases()
@@ -88,12 +96,38 @@ class ExecutorAgent(Agent):
             )
         if outcome is None or not outcome.ok:
             raise self._failure(outcome, setup_error, lease)
-        self._succeeded(outcome, lease, body, message)
-
-    def _succeeded(self, outcome: Outcome, lease: Lease, body: Any, message: Message) -> None:
         result = {**outcome.result, "attempts": outcome.attempts, "lease": lease.to_dict()}
+        save = getattr(self.ctx, "save_run", None)
+        if save is not None:  # durable before anything is emitted from it
+            await save(
+                {
+                    "message_id": message.message_id,
+                    "input": body,
+                    "result": result,
+                    "stdout": outcome.run.stdout,
+                }
+            )
+        self._apply(result, outcome.run.stdout, outcome.secrets, body, message)
+
+    async def _stored_run(self, message: Message, body: Any) -> dict[str, Any] | None:
+        """The stored run of this very message (same id and input), if the job is being recovered."""
+        load = getattr(self.ctx, "saved_run", None)
+        stored = await load() if load is not None else None
+        if (
+            stored
+            and stored.get("message_id") == message.message_id
+            and stored.get("input") == _json_safe(body)
+        ):
+            return stored
+        return None
+
+    def _apply(
+        self, result: dict[str, Any], stdout: str, secrets: tuple[str, ...], body: Any, message: Message
+    ) -> None:
+        """A successful run's effects, in the original's order (events, default emit, stdout actions)."""
+        lease = result.get("lease") or {}
         output = {"agent_id": self.node.node_id, "sandbox": result, "input": body}
-        structured = parse_structured(outcome.run.stdout)
+        structured = parse_structured(stdout)
         self.runs += 1
         if structured is not None and structured.has_next_state:
             self.agent_state = structured.next_state
@@ -103,14 +137,14 @@ class ExecutorAgent(Agent):
             {
                 "sandbox_name": result["sandbox_name"],
                 "exit_code": result["exit_code"],
-                "attempts": outcome.attempts,
-                "lease_id": lease.lease_id,
-                "pool": lease.pool,
+                "attempts": result.get("attempts"),
+                "lease_id": lease.get("lease_id"),
+                "pool": lease.get("pool"),
             },
         )
         self._default_actions(output, message)
         if structured is not None:
-            self._structured_actions(structured, output, message, outcome.secrets)
+            self._structured_actions(structured, output, message, secrets)
 
     def _default_actions(self, output: dict[str, Any], incoming: Message | None) -> None:
         if self.settings.output_message_type is not None:

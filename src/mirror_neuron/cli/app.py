@@ -238,3 +238,19 @@ def node_list(obj: Context, as_json: bool) -> None:
     from .commands import node_list_command
 
     node_list_command(obj.config, as_json=as_json)
+
+
+@job.command("recover")
+@click.argument("job_id")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
+)
+@click.option(
+    "--timeout", type=float, default=None, help="Fail the job if it has not ended after this many seconds."
+)
+@click.pass_obj
+def job_recover(obj: Context, job_id: str, as_json: bool, timeout: float | None) -> None:
+    """Resume a job whose runtime died, from its last committed state, and wait for it."""
+    from .commands import recover_command
+
+    recover_command(obj.config, job_id, as_json=as_json, timeout=timeout)

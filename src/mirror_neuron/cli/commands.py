@@ -77,9 +77,17 @@ def run_command(
     if no_wait:
         _detach(config, bundle, source, as_json)
         return
-    record = asyncio.run(
-        _run(config, bundle, timeout=timeout, job_id=job_id, live=not as_json and render.is_tty())
-    )
+    live = not as_json and render.is_tty()
+    _finish(asyncio.run(_run(config, bundle, timeout=timeout, job_id=job_id, live=live)), as_json)
+
+
+def recover_command(config: Config, job_id: str, *, as_json: bool, timeout: float | None) -> None:
+    """Resume a job whose runtime died, here, and wait for it like ``mn run``."""
+    live = not as_json and render.is_tty()
+    _finish(asyncio.run(_run(config, None, timeout=timeout, job_id=job_id, live=live)), as_json)
+
+
+def _finish(record: dict, as_json: bool) -> None:
     if as_json:
         render.print_json({"ok": record.get("status") == "completed", **record})
     else:
@@ -88,12 +96,16 @@ def run_command(
 
 
 async def _run(
-    config: Config, bundle: Bundle, *, timeout: float | None, job_id: str | None, live: bool
+    config: Config, bundle: Bundle | None, *, timeout: float | None, job_id: str | None, live: bool
 ) -> dict:
+    """Host a job here until it ends: a new one from ``bundle``, or a recovered ``job_id``."""
     from ..runtime import Runtime
 
     async with Runtime(config) as rt:
-        job_id = await rt.submit(bundle, job_id=job_id)
+        if bundle is None:
+            job_id = await rt.recover(str(job_id))
+        else:
+            job_id = await rt.submit(bundle, job_id=job_id)
         job = rt.jobs.get(job_id)
         progress = None
         if live and job is not None:

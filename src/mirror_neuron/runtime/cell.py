@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._time import now_iso
 from ..agents.base import Agent, AgentError
 from ..messages import Message
+from ..store.base import WriteBatch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,10 +46,12 @@ class AgentCell:
         "_route_cache",
         "agent",
         "agent_id",
+        "appended",
         "blocked",
         "config",
         "current",
         "dirty",
+        "emitted",
         "invocation",
         "job",
         "job_id",
@@ -58,10 +61,14 @@ class AgentCell:
         "node",
         "out_edges",
         "paused",
+        "persisted",
         "processed",
+        "pruned",
+        "restarts",
         "scheduled",
         "services",
         "status",
+        "taken",
         "task",
         "waiters",
     )
@@ -89,6 +96,16 @@ class AgentCell:
         self.dirty = True
         self.processed = 0
         self.invocation = 0
+        #: Emits made while handling the current message (the index in deterministic ids).
+        self.emitted = 0
+        # Mailbox positions (1-based, per agent): ``appended`` ever queued, ``taken`` popped
+        # (processed or in flight), ``persisted`` durable in the store (or derivable from
+        # the manifest, as initial inputs are), ``pruned`` reported consumed to the store.
+        self.appended = 0
+        self.taken = 0
+        self.persisted = 0
+        self.pruned = 0
+        self.restarts = 0
         self.current: Message | None = None
         self.last_error: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -127,14 +144,23 @@ class AgentCell:
             return 0
         deliver = self.job.deliver
         me = self.agent_id
+        inv = self.invocation
+        k = self.emitted
+        self.emitted = k + len(targets)
         if incoming is None:
             incoming = Message(type, None, job_id=self.job_id, sender=me)
         if opts:
             for target in targets:
-                deliver(target, incoming.derive(me, target.agent_id, type, body, **opts), self)
+                deliver(
+                    target,
+                    incoming.derive(me, target.agent_id, type, body, message_id=(me, inv, k), **opts),
+                    self,
+                )
+                k += 1
         else:
             for target in targets:
-                deliver(target, incoming.child(me, target.agent_id, type, body), self)
+                deliver(target, incoming.child(me, target.agent_id, type, body, (me, inv, k)), self)
+                k += 1
         return len(targets)
 
     def emit_to(self, node_id: str, type: str, body: Any, incoming: Message | None, **opts: Any) -> None:
@@ -143,7 +169,11 @@ class AgentCell:
         target = self.job.cells.get(node_id)
         if incoming is None:
             incoming = Message(type, None, job_id=self.job_id, sender=self.agent_id)
-        message = incoming.derive(self.agent_id, node_id, type, body, **opts)
+        k = self.emitted
+        self.emitted = k + 1
+        message = incoming.derive(
+            self.agent_id, node_id, type, body, message_id=(self.agent_id, self.invocation, k), **opts
+        )
         if target is None:
             self.job.dead_letter(node_id, message, f"agent {node_id} is not part of job {self.job_id}")
             return
@@ -154,6 +184,19 @@ class AgentCell:
 
     def complete_job(self, result: Any) -> None:
         self.job.complete(self.agent_id, result)
+
+    async def save_run(self, run: dict[str, Any]) -> None:
+        """Store an executor's finished run durably, before its output is emitted."""
+        store = self.job.runtime.store
+        batch = WriteBatch(blobs={self.job_id: {f"run:{self.agent_id}": run}})
+        await self.job.runtime.writer.run_blocking(store.write_batch, batch)
+
+    async def saved_run(self) -> dict[str, Any] | None:
+        """The last stored run of this agent; looked up only for a recovered job."""
+        if not self.job.recovered:
+            return None
+        rt = self.job.runtime
+        return await rt._read(rt.store.get_blob, self.job_id, f"run:{self.agent_id}")
 
     # -- processing --------------------------------------------------------------
 
@@ -175,12 +218,15 @@ class AgentCell:
         self.status = RUNNING
         while mailbox and n < limit:
             message = mailbox.popleft()
+            self.taken += 1
             self.invocation = self.processed + 1
+            self.emitted = 0
             received(self, message)
             try:
                 handle(message)
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, message)
+                self._after_slice()  # a restarted agent goes back on the run queue
                 return n + 1
             self.processed += 1
             n += 1
@@ -225,15 +271,17 @@ class AgentCell:
             self.status = RUNNING
             while mailbox and self.runnable and not job.terminal:
                 message = mailbox.popleft()
+                self.taken += 1
                 self.current = message
                 self.invocation = self.processed + 1
+                self.emitted = 0
                 job.received(self, message)
                 try:
                     await self.agent.handle_async(message)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    self._failed(exc)
+                    self._failed(exc, message)
                     return
                 finally:
                     self.current = None
@@ -246,12 +294,35 @@ class AgentCell:
             self.task = None
             self._after_slice()
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, message: Message) -> None:
+        """A handler raised. ``AgentError`` is a reported failure and fails the job; anything
+        else is a crash, which the job's ``recovery_mode`` may repair (see :mod:`.recovery`)."""
+        error = str(exc) or type(exc).__name__
+        if not isinstance(exc, AgentError):
+            from .recovery import restart_in_place
+
+            if restart_in_place(self, error, message):
+                return
+            error = self.last_error or error
         self.status = FAILED
-        self.last_error = str(exc) or type(exc).__name__
+        self.last_error = error
         self.dirty = True
         details = exc.details if isinstance(exc, AgentError) else {}
-        self.job.fail(self.agent_id, self.last_error, details)
+        self.job.fail(self.agent_id, error, details)
+
+    def unsaved_mail(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """Queued messages not yet in the store, as ``(agent_id, position, message)`` rows.
+
+        Mail queued and consumed between two commits never needs writing: its effect is in
+        the consumer's state, which is committed in the same batch.
+        """
+        start = max(self.persisted, self.taken)
+        rows = [
+            (self.agent_id, pos, self.mailbox[pos - self.taken - 1].to_dict())
+            for pos in range(start + 1, self.appended + 1)
+        ]
+        self.persisted = self.appended
+        return rows
 
     # -- inspection --------------------------------------------------------------
 
@@ -277,6 +348,9 @@ class AgentCell:
             "inflight_message": current.to_dict() if current is not None else None,
             "pending_messages": [m.to_dict() for m in self.mailbox] if self.paused else [],
             "last_error": self.last_error,
+            "recovery_state": self.agent.snapshot_state(),
+            "queue": {"taken": self.taken, "appended": self.appended},
+            "restarts": self.restarts,
             "last_heartbeat_at": now_iso(),
             "parent_job_id": self.job_id,
             "metadata": {

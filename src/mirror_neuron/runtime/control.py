@@ -94,6 +94,7 @@ def send_message(job: JobRun, agent_id: str, message: Any) -> dict[str, Any]:
         )
         raise MailboxFull(job.job_id, agent_id, depth, cell.max_queue)
     job.deliver(cell, msg)
+    job.runtime.writer.mark(job)
     outcome = "enqueued" if cell.paused or depth or cell.task is not None else "delivered"
     return {
         "job_id": job.job_id,

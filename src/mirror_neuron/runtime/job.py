@@ -32,6 +32,18 @@ _tuple_new = tuple.__new__
 QUIET_EVENTS = frozenset({RECEIVED, "aggregator_received", "collector_received"})
 
 
+def seed_message(job_id: str, entrypoint: str, index: int, payload: Any) -> Message:
+    """The ``index``-th initial input of ``entrypoint``, with a deterministic id."""
+    if isinstance(payload, dict):
+        message = normalize(payload, job_id=job_id, to=entrypoint, type="init", cls="command")
+        if "message_id" in payload or "message_id" in payload.get("envelope", {}):
+            return message
+    else:
+        message = Message("init", payload, job_id=job_id, to=entrypoint, cls="command")
+    message._mid = f"init:{entrypoint}:{index}"
+    return message
+
+
 class JobRun:
     """The coordinator of one job inside a :class:`~mirror_neuron.runtime.Runtime`."""
 
@@ -54,6 +66,12 @@ class JobRun:
         self.terminal = False
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.listeners: list[asyncio.Queue[Event]] = []
+        #: Named values to store with the next batch (the manifest, executor outputs).
+        self.blobs: dict[str, Any] = {}
+        #: True for a job resumed from the store after its runtime died.
+        self.recovered = False
+        #: Set when stored snapshots must not be overwritten (one could not be restored).
+        self.keep_snapshots = False
         #: Newest event worth showing an operator (progress displays).
         self.last_event: Event | None = None
 
@@ -145,14 +163,7 @@ class JobRun:
         self.event("job_pending")
         self.event("job_validated")
         self.event("job_scheduled", extra={"node": node_name})
-        out: dict[str, list[tuple[str, str]]] = {}
-        for edge in self.manifest.edges:
-            out.setdefault(edge.from_node, []).append((edge.message_type, edge.to_node))
-        cells = self.cells
-        for node in self.manifest.nodes:
-            cell = AgentCell(self, node)
-            cell.out_edges = tuple(out.get(node.node_id, ()))
-            cells[node.node_id] = cell
+        cells = self.build_cells()
         for cell in cells.values():
             try:
                 cell.agent = create_agent(cell.node, cell)
@@ -170,16 +181,25 @@ class JobRun:
         self.event("job_running")
         self.touch()
 
+    def build_cells(self) -> dict[str, AgentCell]:
+        """One cell per node with its outbound routes (agents are created by the caller)."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for edge in self.manifest.edges:
+            out.setdefault(edge.from_node, []).append((edge.message_type, edge.to_node))
+        cells = self.cells
+        for node in self.manifest.nodes:
+            cell = AgentCell(self, node)
+            cell.out_edges = tuple(out.get(node.node_id, ()))
+            cells[node.node_id] = cell
+        return cells
+
     def _seed(self) -> None:
-        job_id = self.job_id
         for entrypoint in self.manifest.entrypoints:
             target = self.cells[entrypoint]
-            for payload in self.manifest.inputs_for(entrypoint):
-                if isinstance(payload, dict):
-                    message = normalize(payload, job_id=job_id, to=entrypoint, type="init", cls="command")
-                else:
-                    message = Message("init", payload, job_id=job_id, to=entrypoint, cls="command")
-                self.deliver(target, message)
+            for i, payload in enumerate(self.manifest.inputs_for(entrypoint)):
+                self.deliver(target, seed_message(self.job_id, entrypoint, i, payload))
+            # Initial inputs can always be rebuilt from the manifest: never written as mail.
+            target.persisted = target.appended
 
     # -- delivery -----------------------------------------------------------------
 
@@ -195,6 +215,8 @@ class JobRun:
         if mailbox is NO_MAIL:
             cell.mailbox = mailbox = deque()
         mailbox.append(message)
+        cell.appended += 1
+        cell.dirty = True
         if sender is not None and len(mailbox) >= cell.max_queue and sender is not cell and not cell.blocked:
             if not sender.blocked:
                 sender.blocked = True

@@ -148,6 +148,8 @@ class Runtime:
         preflight(bundle, self.config)
         job_id = job_id or new_job_id(bundle.manifest.graph_id)
         job = JobRun(self, bundle, job_id)
+        if self.store.blocking:  # a job that may outlive this process can be recovered from its manifest
+            job.blobs["manifest"] = bundle.manifest.to_dict()
         try:
             await self.writer.run_blocking(self.store.create_job, job.record())
         except StoreError:
@@ -266,6 +268,25 @@ class Runtime:
         return await self._read(self.store.list_jobs, limit=limit, include_terminal=include_terminal)
 
     # -- control --------------------------------------------------------------------
+
+    async def recover(self, job_id: str) -> str:
+        """Resume a job whose runtime died, from its last committed state; returns its id."""
+        from .recovery import recover_job
+
+        if self._driver is None:
+            await self.start()
+        await recover_job(self, job_id)
+        return job_id
+
+    async def recover_orphans(self) -> list[str]:
+        """Recover every non-terminal job whose runtime is gone (``mn serve`` does this at start-up)."""
+        recovered = []
+        for record in await self._read(self.store.list_jobs, include_terminal=False):
+            try:
+                recovered.append(await self.recover(record["job_id"]))
+            except (JobStateError, JobNotFound):
+                continue
+        return recovered
 
     async def pause(self, job_id: str) -> dict[str, Any]:
         """Pause a running job: agents stop after their current message; mail accumulates."""

@@ -60,12 +60,25 @@ class StoreWriter:
                 batch.events[job.job_id] = job.pending_events
                 job.pending_events = []
             snaps = []
+            mail: list[tuple[str, int, dict[str, Any]]] = []
+            consumed: dict[str, int] = {}
             for cell in job.cells.values():
-                if cell.dirty:
+                if cell.dirty and not job.keep_snapshots:
                     cell.dirty = False
                     snaps.append(cell.snapshot())
+                    if cell.appended > cell.persisted and not job.terminal:
+                        mail += cell.unsaved_mail()
+                    upto = cell.appended if job.terminal else cell.taken
+                    if upto > cell.pruned:
+                        consumed[cell.agent_id] = cell.pruned = upto
             if snaps:
                 batch.agents[job.job_id] = snaps
+            if mail:
+                batch.messages[job.job_id] = mail
+            if consumed:
+                batch.consumed[job.job_id] = consumed
+            if job.blobs:
+                batch.blobs[job.job_id], job.blobs = job.blobs, {}
             if job.record_dirty:
                 job.record_dirty = False
                 batch.jobs.append(job.record())
