@@ -4,14 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v bwrap >/dev/null 2>&1; then
+# System packages: bubblewrap (the executor sandbox) and redis-server (the Redis store's tests).
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq bubblewrap >/dev/null
+        apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "warning: bubblewrap (bwrap) is not installed; install it (e.g. 'sudo apt-get install bubblewrap')" >&2
-        echo "         to run executor nodes in the sandbox" >&2
+        echo "warning: not installed: ${missing[*]}; install them (e.g. 'sudo apt-get install ${missing[*]}')" >&2
+        echo "         bubblewrap runs executor nodes in the sandbox; redis-server is needed to test the Redis store" >&2
     fi
 fi
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -205,8 +205,11 @@ async def test_manual_recover_pauses_the_job_for_an_operator(
     flaky.crashes = 1
     job_id = await memory_runtime.submit(flaky_job(recovery_mode="manual_recover"))
     job = memory_runtime.jobs[job_id]
-    while job.status != "paused":
-        await asyncio.sleep(0)
+    async with contextlib.aclosing(memory_runtime.follow(job_id)) as events:
+        async for event in events:
+            if event["type"] == "job_paused":
+                break
+    assert job.status == "paused"
     assert job.cells["a"].last_error == "segfault-ish"
     await memory_runtime.resume(job_id)
     assert (await memory_runtime.wait(job_id, timeout=10))["status"] == "completed"

@@ -65,8 +65,12 @@ def test_no_url_uses_the_data_dir(tmp_path: Path) -> None:
     assert opened_path("", data_dir=str(tmp_path)) == tmp_path / "mirror_neuron.db"
 
 
-def test_redis_url_says_redis_is_not_available_yet() -> None:
-    with pytest.raises(StoreError, match="Redis store is not available yet"):
+# Opening real Redis stores (redis://, rediss://, unix://) is tested in test_redis.py.
+
+
+def test_redis_event_retention_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIRROR_NEURON_REDIS_EVENT_RETENTION", "lots")
+    with pytest.raises(StoreError, match="MIRROR_NEURON_REDIS_EVENT_RETENTION"):
         open_store("redis://127.0.0.1:6379/0")
 
 

@@ -17,8 +17,12 @@ TS = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z; a binary-exact fraction, so t
 TS_ISO = "2023-11-14T22:13:20.250Z"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "redis":
+        # A real redis-server (tests/store/conftest.py), a fresh namespace per test.
+        yield request.getfixturevalue("make_redis_store")()
+        return
     opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
     yield opened
     opened.close()

@@ -10,8 +10,12 @@ import pytest
 from mirror_neuron.store import MemoryStore, SQLiteStore, Store, WriteBatch
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "redis":
+        # A real redis-server (tests/store/conftest.py), a fresh namespace per test.
+        yield request.getfixturevalue("make_redis_store")()
+        return
     s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
     yield s
     s.close()

@@ -8,7 +8,8 @@ the API and tests all accept the same spellings:
   (relative to the working directory) — the embedded default;
 * a plain path: a ``.db``/``.sqlite``/``.sqlite3`` file, or a directory that gets a
   ``mirror_neuron.db`` inside it;
-* ``redis://…`` — the shared store (not available yet).
+* ``redis://…``, ``rediss://…`` (TLS) or ``unix:///path/redis.sock`` — the shared Redis store,
+  keys prefixed by ``MIRROR_NEURON_REDIS_NAMESPACE`` (default ``mirror_neuron``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def open_store(url: str | Path | None, *, data_dir: str | Path | None = None) ->
         return MemoryStore()
     if scheme == "sqlite":
         return SQLiteStore(_sqlite_path(text, rest))
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "unix"):
         return _open_redis(text)
     raise StoreError(f"unsupported store URL {text!r}: {_EXPECTED}")
 
@@ -93,9 +94,24 @@ def _open_path(path: Path) -> Store:
 
 
 def _open_redis(url: str) -> Store:
-    # The Redis store arrives with a later change: import it here, lazily, so that the
-    # redis client stays an optional dependency (``from .redis import RedisStore``).
-    raise StoreError(
-        f"the Redis store is not available yet; cannot open {url!r}. "
-        "Use sqlite:///path/to/file.db (the default) or memory:// instead"
+    """A Redis store; redis-py is imported here, lazily, so that ``mn --help`` stays fast.
+
+    ``MIRROR_NEURON_REDIS_NAMESPACE`` prefixes the keys (default ``mirror_neuron``) and
+    ``MIRROR_NEURON_REDIS_EVENT_RETENTION`` (a number of events) caps each job's event log.
+    """
+    from ..config import env
+
+    try:
+        from .redis import RedisStore
+    except ImportError as exc:  # the redis client is a dependency, but may be missing from a bare install
+        raise StoreError(f"cannot open a Redis store: the redis client is not installed ({exc})") from exc
+    retention = env("REDIS_EVENT_RETENTION")
+    if retention is not None and not (retention.strip().isdigit() and int(retention) > 0):
+        raise StoreError(
+            f"MIRROR_NEURON_REDIS_EVENT_RETENTION must be a positive number of events, not {retention!r}"
+        )
+    return RedisStore(
+        url,
+        namespace=env("REDIS_NAMESPACE"),
+        event_retention=int(retention) if retention is not None else None,
     )
