@@ -112,6 +112,7 @@ _INSERT_EVENT = """
     INSERT INTO events (job_id, seq, type, agent_id, ts, data) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (job_id, seq) DO NOTHING
 """
+_DELETE_CONSUMED = "DELETE FROM mailbox WHERE job_id = ? AND agent_id = ? AND pos <= ?"
 _UPSERT_AGENT = """
     INSERT INTO agents (job_id, agent_id, snapshot) VALUES (?, ?, ?)
     ON CONFLICT (job_id, agent_id) DO UPDATE SET snapshot = excluded.snapshot
@@ -184,7 +185,7 @@ class SQLiteStore:
             if mail:
                 conn.executemany("INSERT OR REPLACE INTO mailbox VALUES (?, ?, ?, ?)", mail)
             if consumed:
-                conn.executemany("DELETE FROM mailbox WHERE job_id = ? AND agent_id = ? AND pos <= ?", consumed)
+                conn.executemany(_DELETE_CONSUMED, consumed)
             if blobs:
                 conn.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", blobs)
 
