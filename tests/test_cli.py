@@ -165,3 +165,43 @@ def test_run_no_wait_returns_the_id_while_a_background_process_runs_it(data: Pat
 def test_unknown_store_url_is_a_clear_error(data: Path) -> None:
     out = mn("--store", "ftp://x", "job", "list", data_dir=data)
     assert out.returncode == 1 and "ftp://x" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_doctor_checks_python_store_sandbox_and_temp_dir(data: Path) -> None:
+    out = mn("doctor", "--json", data_dir=data)
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert set(checks) == {"python", "store", "sandbox", "temp dir"}
+    assert checks["python"]["ok"] and checks["store"]["ok"]
+    assert out.returncode == (0 if all(c["ok"] for c in checks.values()) else 1)
+    broken = mn("--store", "sqlite:////proc/nope/x.db", "doctor", data_dir=data)
+    assert broken.returncode == 1
+    assert "FAIL store" in broken.stdout and "fix:" in broken.stdout
+
+
+def test_job_list_shows_a_job_whose_runtime_is_gone(data: Path) -> None:
+    from mirror_neuron.store import SQLiteStore
+
+    store = SQLiteStore(data / "mirror_neuron.db")
+    stale = "2020-01-01T00:00:00.000Z"
+    store.create_job(
+        {
+            "job_id": "orphan",
+            "graph_id": "g",
+            "status": "running",
+            "heartbeat_at": stale,
+            "updated_at": stale,
+            "submitted_at": stale,
+        }
+    )
+    store.close()
+    listed = json.loads(mn("job", "list", "--json", data_dir=data).stdout)
+    assert [(j["job_id"], j["live"]) for j in listed] == [("orphan", False)]
+    assert "running (runtime gone)" in mn("job", "list", data_dir=data).stdout
+
+
+def test_cleanup_removes_ended_jobs_and_all_their_data(data: Path) -> None:
+    done = json.loads(mn("run", "--json", str(EXAMPLES / "research_flow"), data_dir=data).stdout)["job_id"]
+    out = json.loads(mn("job", "cleanup", "--json", data_dir=data).stdout)
+    assert out == {"deleted_count": 1, "deleted_jobs": [done]}
+    assert mn("job", "inspect", done, data_dir=data).returncode == 1
+    assert json.loads(mn("job", "list", "--json", data_dir=data).stdout) == []

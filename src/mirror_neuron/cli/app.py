@@ -254,3 +254,13 @@ def job_recover(obj: Context, job_id: str, as_json: bool, timeout: float | None)
     from .commands import recover_command
 
     recover_command(obj.config, job_id, as_json=as_json, timeout=timeout)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def doctor(obj: Context, as_json: bool) -> None:
+    """Check the store, the sandbox and Python, and say what to fix."""
+    from .commands import doctor_command
+
+    doctor_command(obj.config, as_json=as_json)

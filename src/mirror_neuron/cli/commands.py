@@ -179,10 +179,45 @@ def list_command(config: Config, *, as_json: bool, limit: int, live: bool) -> No
         jobs = store.list_jobs(limit=limit, include_terminal=not live)
     finally:
         store.close()
+    for job in jobs:
+        job["live"] = is_live(job)
     if as_json:
         render.print_json(jobs)
     else:
         render.print_jobs(jobs)
+
+
+LIVE_WINDOW = 10.0
+
+
+def is_live(record: dict[str, Any], now: float | None = None) -> bool:
+    """A job not ended whose runtime heartbeat is recent (a dead owner shows as not live)."""
+    from datetime import datetime
+
+    if record.get("status") not in ("pending", "running", "paused"):
+        return False
+    stamp = record.get("heartbeat_at") or record.get("updated_at")
+    try:
+        beat = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return (now or time.time()) - beat <= LIVE_WINDOW
+
+
+def doctor_command(config: Config, *, as_json: bool) -> None:
+    """Check what MirrorNeuron needs here and say what to fix."""
+    from .doctor import run_checks
+
+    checks = run_checks(config)
+    if as_json:
+        render.print_json(checks)
+    else:
+        for check in checks:
+            mark = "ok  " if check["ok"] else "FAIL"
+            print(f"{mark} {check['name']}: {check['detail']}")
+            if not check["ok"] and check.get("fix"):
+                print(f"     fix: {check['fix']}")
+    _exit(0 if all(c["ok"] for c in checks) else 1)
 
 
 def _record(store: Any, job_id: str) -> dict:

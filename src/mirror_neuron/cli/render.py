@@ -66,9 +66,18 @@ def print_job_summary(record: dict[str, Any]) -> None:
 
 def print_jobs(jobs: list[dict[str, Any]]) -> None:
     columns = ("job_id", "status", "graph_id", "updated_at")
+
+    def status(job: dict[str, Any]) -> str:
+        ended = job.get("status") in ("completed", "failed", "cancelled")
+        return job.get("status", "") if ended or job.get("live") else f"{job.get('status')} (runtime gone)"
+
     if not is_tty():
         for job in jobs:
-            print("\t".join(str(job.get(c, "")) for c in columns))
+            print(
+                "\t".join(
+                    [job["job_id"], status(job), str(job.get("graph_id", "")), str(job.get("updated_at", ""))]
+                )
+            )
         return
     from rich.table import Table
 
@@ -76,10 +85,10 @@ def print_jobs(jobs: list[dict[str, Any]]) -> None:
     for c in columns:
         table.add_column(c)
     for job in jobs:
-        status = job.get("status", "")
+        label = status(job)
         table.add_row(
             job["job_id"],
-            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+            f"[{STATUS_STYLE.get(job.get('status', ''), '')}]{label}[/]",
             job.get("graph_id", ""),
             job.get("updated_at", ""),
         )

@@ -69,6 +69,7 @@ class Runtime:
         self.writer = StoreWriter(
             self.store, self.scheduler, self.config.flush_interval, self.config.flush_max_events
         )
+        self.writer.on_error = self._store_failed
         self._tasks: set[asyncio.Task[Any]] = set()
         self._driver: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -118,6 +119,15 @@ class Runtime:
         self.store.close()
         if self._driver is not None:
             _restore_gc(self.config.gc_threshold)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        """The store refused writes for good: end every job here (its last commit stays recoverable)."""
+        reason = (
+            f"the store failed, so the job cannot go on safely: {exc}; its last committed state is kept "
+            "and `mn job recover` resumes it once the store works again"
+        )
+        for job in list(self.jobs.values()):
+            job.fail("job_runner", reason)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a runtime-owned background task (kept referenced until done)."""

@@ -10,6 +10,8 @@ behind, the scheduler is gated until the store catches up, so memory stays bound
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 MAX_IN_FLIGHT = 2
+#: A failing batch is tried this many times (after the store's own retries), 0.1 s, 0.4 s apart.
+WRITE_ATTEMPTS = 3
+RETRY_DELAY = 0.1
 
 
 class StoreWriter:
@@ -37,6 +42,9 @@ class StoreWriter:
         self._in_flight: list[asyncio.Future[None]] = []
         self._last: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
+        #: Called (on the event loop) once when the store has failed for good.
+        self.on_error: Callable[[BaseException], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def mark(self, job: JobRun) -> None:
         if not job.dirty:
@@ -90,7 +98,9 @@ class StoreWriter:
             self._timer.cancel()
             self._timer = None
         batch = self._collect()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        if self.error is not None:  # the store failed: keep what it has, write nothing more
+            return _done(loop)
         if not batch:
             return self._last if self._last is not None else _done(loop)
         if self._executor is None:
@@ -111,15 +121,29 @@ class StoreWriter:
         return fut
 
     def _write(self, batch: WriteBatch) -> None:
-        try:
-            self.store.write_batch(batch)
-        except Exception as exc:
-            self._record_error(exc)
+        delay = RETRY_DELAY
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                self.store.write_batch(batch)
+                return
+            except Exception as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    self._record_error(exc)
+                    return
+                time.sleep(delay)  # in the writer thread: the event loop is not blocked
+                delay *= 4
 
     def _record_error(self, exc: BaseException) -> None:
-        # Kept and surfaced by the runtime; the batch is not silently retried into a
-        # broken store, and nothing already committed is touched.
-        self.error = exc
+        """The store refused a batch for good: stop writing and tell the runtime.
+
+        Batches are atomic, so the store still holds the last consistent commit of every
+        job; the runtime fails its jobs in memory, and they can be recovered from that
+        commit once the store is repaired.
+        """
+        if self.error is None:
+            self.error = exc
+            if self.on_error is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self.on_error, exc)
 
     def _on_written(self, fut: asyncio.Future[Any]) -> None:
         self._in_flight.remove(fut)
@@ -149,3 +173,4 @@ def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     fut: asyncio.Future[None] = loop.create_future()
     fut.set_result(None)
     return fut
+
