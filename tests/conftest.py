@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from mirror_neuron import Config, Runtime
 from mirror_neuron.store import MemoryStore, SQLiteStore
+from redis_server import RedisServer, RedisServerMissing
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -38,3 +40,31 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MIRROR_NEURON_DATA_DIR", str(path))
     monkeypatch.delenv("MIRROR_NEURON_STORE_URL", raising=False)
     return path
+
+
+def _redis_unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: the Redis store must be tested in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One ``redis-server`` on a free loopback port for the whole session."""
+    try:
+        server = RedisServer()
+    except RedisServerMissing as exc:
+        _redis_unavailable(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def fresh_redis_server() -> Iterator[RedisServer]:
+    """A server of the test's own: empty, and free to be killed or restarted."""
+    try:
+        server = RedisServer()
+    except RedisServerMissing as exc:
+        _redis_unavailable(str(exc))
+    with server:
+        yield server

@@ -39,13 +39,17 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on ``127.0.0.1:<port>``, with its own temporary directory."""
 
-    def __init__(self, port: int | None = None, *, password: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, password: str | None = None, durable: bool = False
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RedisServerMissing("redis-server is not installed; run: apt-get install -y redis-server")
         self.binary = binary
         self.port = port or free_port()
         self.password = password
+        #: With an fsync'ed append-only file, a killed server comes back with all its data.
+        self.durable = durable
         self._dir = tempfile.TemporaryDirectory(prefix="mn-redis-")
         self._log = Path(self._dir.name) / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -76,7 +80,8 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.durable else "no",
+            "--appendfsync", "always",
             "--daemonize", "no",
             "--dir", self._dir.name,
             "--logfile", str(self._log),
@@ -116,7 +121,7 @@ class RedisServer:
             proc.wait(timeout=10)
 
     def restart(self) -> RedisServer:
-        """Kill the server and start a new, empty one on the same port."""
+        """Kill the server and start it again on the same port (empty unless ``durable``)."""
         self.kill()
         return self.start()
 

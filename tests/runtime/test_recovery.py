@@ -69,13 +69,26 @@ def ledger_lines(ledger: Path) -> list[int]:
     return [int(x) for x in ledger.read_text().split()] if ledger.exists() else []
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The environment of `mn` processes sharing one store: SQLite in a data dir, or Redis."""
+    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(tmp_path / "data")}
+    env.pop("MIRROR_NEURON_STORE_URL", None)
+    env.pop("MIRROR_NEURON_REDIS_URL", None)
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        env["MIRROR_NEURON_REDIS_URL"] = server.url
+        env["MIRROR_NEURON_REDIS_NAMESPACE"] = f"mn_kill_{os.getpid()}_{tmp_path.name}"
+    return env
+
+
 def test_kill_9_mid_job_then_recover_gives_the_uninterrupted_result_with_nothing_counted_twice(
-    tmp_path: Path,
+    tmp_path: Path, store_env: dict[str, str]
 ) -> None:
     """Invariant: after kill -9 and `mn job recover`, the result equals an uninterrupted run's."""
     ledger = tmp_path / "ledger"
     bundle = ledger_bundle(tmp_path / "bundle", ledger)
-    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(tmp_path / "data")}
+    env = store_env
     victim = mn(["run", "--json", str(bundle)], env, start_new_session=True)
     deadline = 600
     while len(ledger_lines(ledger)) < 4 and deadline:
@@ -213,3 +226,29 @@ async def test_manual_recover_pauses_the_job_for_an_operator(
     assert job.cells["a"].last_error == "segfault-ish"
     await memory_runtime.resume(job_id)
     assert (await memory_runtime.wait(job_id, timeout=10))["status"] == "completed"
+
+
+async def test_a_redis_restart_mid_job_does_not_stop_the_job(tmp_path: Path) -> None:
+    """Invariant: a job rides through its Redis server being killed and restarted."""
+    from redis_server import RedisServer
+
+    ledger = tmp_path / "ledger"
+    bundle = ledger_bundle(tmp_path / "bundle", ledger)
+    with RedisServer(durable=True) as server:
+        async with Runtime(Config(store_url=server.url)) as rt:
+            job_id = await rt.submit(str(bundle))
+            async with contextlib.aclosing(rt.follow(job_id)) as stream:
+                done = 0
+                async for event in stream:
+                    done += event["type"] == "sandbox_job_completed"
+                    if done == 3:
+                        break
+            server.restart()
+            job = await rt.wait(job_id, timeout=60)
+            assert job["status"] == "completed"
+            assert job["result"]["output"]["count"] == ITEMS
+            events = await rt.events(job_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["payload"]["count"] for e in events if e["type"] == "aggregator_received"] == list(
+        range(1, ITEMS + 1)
+    )

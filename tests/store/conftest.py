@@ -13,26 +13,9 @@ from typing import Any
 
 import pytest
 
-from redis_server import RedisServer, RedisServerMissing
+from redis_server import RedisServer
 
 _namespaces = itertools.count(1)
-
-
-def _redis_unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: the Redis store must be tested in CI)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One ``redis-server`` on a free loopback port for the whole session."""
-    try:
-        server = RedisServer()
-    except RedisServerMissing as exc:
-        _redis_unavailable(str(exc))
-    with server:
-        yield server
 
 
 @pytest.fixture
@@ -57,17 +40,6 @@ def make_redis_store(redis_server: RedisServer, redis_namespace: str) -> Iterato
     yield make
     for store in opened:
         store.close()
-
-
-@pytest.fixture
-def fresh_redis_server() -> Iterator[RedisServer]:
-    """A server of the test's own: empty, and free to be killed or restarted."""
-    try:
-        server = RedisServer()
-    except RedisServerMissing as exc:
-        _redis_unavailable(str(exc))
-    with server:
-        yield server
 
 
 @pytest.fixture

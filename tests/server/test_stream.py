@@ -1,0 +1,89 @@
+"""GET /jobs/{id}/stream: server-sent events, live, resumable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from .conftest import collect, wait_for
+
+
+def frames(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Parse an SSE body: one dict per frame (comments come as ``{"comment": text}``)."""
+    frame: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        elif line == "":
+            if frame:
+                yield frame
+            frame = {}
+        else:
+            field, _, value = line.partition(": ")
+            frame[field] = value
+
+
+def events_until(stream: Iterator[dict[str, Any]], stop: Any) -> list[dict[str, Any]]:
+    """Events (frames with an id) up to and including the first for which ``stop`` holds."""
+    got = []
+    for frame in stream:
+        if "id" in frame:
+            event = json.loads(frame["data"])
+            assert frame["event"] == event["type"] and int(frame["id"]) == event["seq"]
+            got.append(event)
+            if stop(event, got):
+                return got
+    return got
+
+
+def test_a_reconnecting_client_misses_and_repeats_nothing(api: httpx.Client) -> None:
+    job_id = submit_running(api)
+    with api.stream("GET", f"/jobs/{job_id}/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        first = events_until(frames(response), lambda e, got: len(got) == 4)
+    # Disconnected: more happens meanwhile.
+    for n in (1, 2):
+        api.post(f"/jobs/{job_id}/agents/sink/messages", json={"n": n}).raise_for_status()
+    wait_for(api, job_id, lambda a: a["sink"]["processed_messages"] == 3)
+    last_id = str(first[-1]["seq"])
+    with api.stream("GET", f"/jobs/{job_id}/stream", headers={"Last-Event-ID": last_id}) as response:
+        stream = frames(response)
+        second = events_until(
+            stream, lambda e, got: e["type"] == "aggregator_received" and e["payload"]["count"] == 3
+        )
+        assert next(stream) == {"comment": "keep-alive"}  # idle: a heartbeat keeps the connection open
+        api.post(
+            f"/jobs/{job_id}/agents/sink/messages", json={"n": 3}
+        ).raise_for_status()  # live, while connected
+        second += events_until(stream, lambda e, got: e["type"] == "job_completed")
+        assert list(stream) == []  # the stream ends after the terminal event
+    stored = api.get(f"/jobs/{job_id}/events").json()["data"]
+    assert first + second == stored
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
+
+
+def test_an_ended_job_streams_its_stored_events_after_the_given_seq(api: httpx.Client) -> None:
+    job_id = submit_running(api, n=1)
+    api.get(f"/jobs/{job_id}/wait", params={"timeout": 10}).raise_for_status()
+    stored = api.get(f"/jobs/{job_id}/events").json()["data"]
+    with api.stream("GET", f"/jobs/{job_id}/stream") as response:
+        assert events_until(frames(response), lambda e, got: False) == stored
+    with api.stream("GET", f"/jobs/{job_id}/stream", params={"after": 3}) as response:
+        assert events_until(frames(response), lambda e, got: False) == stored[3:]
+
+
+def test_stream_errors_come_before_the_stream(api: httpx.Client) -> None:
+    assert api.get("/jobs/ghost/stream").status_code == 404
+    job_id = submit_running(api, n=1)
+    response = api.get(f"/jobs/{job_id}/stream", headers={"Last-Event-ID": "abc"})
+    assert response.status_code == 422 and "Last-Event-ID" in response.json()["error"]
+
+
+def submit_running(api: httpx.Client, n: int = 4) -> str:
+    response = api.post("/jobs", json=collect(n))
+    response.raise_for_status()
+    return response.json()["job_id"]
