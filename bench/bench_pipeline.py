@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from mirror_neuron import Config, Runtime
@@ -86,6 +91,41 @@ async def mirror_neuron(n: int, store_url: str) -> tuple[float, int]:
     return n / elapsed, events
 
 
+@contextlib.contextmanager
+def redis_server(tmp: Path) -> Iterator[str | None]:
+    """A throwaway redis-server on a free loopback port, when one is installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=200_000)
@@ -94,7 +134,9 @@ def main() -> None:
     n = args.messages
     results: dict[str, list[float]] = {"bare_asyncio": [], "memory": [], "sqlite": []}
     events = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis_url:
+        if redis_url:
+            results["redis"] = []
         for r in range(args.repeat):
             results["bare_asyncio"].append(asyncio.run(bare_asyncio(n)))
             rate, events["memory"] = asyncio.run(mirror_neuron(n, "memory://"))
@@ -102,6 +144,9 @@ def main() -> None:
             db = Path(tmp) / f"bench{r}.db"
             rate, events["sqlite"] = asyncio.run(mirror_neuron(n, f"sqlite:///{db}"))
             results["sqlite"].append(rate)
+            if redis_url:
+                rate, events["redis"] = asyncio.run(mirror_neuron(n, redis_url))
+                results["redis"].append(rate)
     med = {k: statistics.median(v) for k, v in results.items()}
     report = {
         "messages": n,
@@ -111,6 +156,8 @@ def main() -> None:
         "ratio_memory_vs_bare": round(med["memory"] / med["bare_asyncio"], 3),
         "ratio_sqlite_vs_memory": round(med["sqlite"] / med["memory"], 3),
     }
+    if "redis" in med:
+        report["ratio_redis_vs_memory"] = round(med["redis"] / med["memory"], 3)
     print(json.dumps(report, indent=2))
 
 

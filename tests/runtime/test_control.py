@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from builders import aggregator, manifest, router, sensor
-from mirror_neuron import AgentNotFound, JobNotFound, JobStateError, MessageError, Runtime
+from mirror_neuron import AgentNotFound, Config, JobNotFound, JobStateError, MessageError, Runtime
 from mirror_neuron.errors import MailboxFull
 
 
@@ -197,9 +197,16 @@ async def test_control_reaches_a_job_running_in_another_process(tmp_path: Path) 
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    from mirror_neuron import Config
-
     config = Config.from_env(env, control=False)
+    try:
+        await _steer_the_other_process(config, proc)
+    finally:
+        if proc.returncode is None:  # never leave the other runtime behind
+            proc.kill()
+            await proc.communicate()
+
+
+async def _steer_the_other_process(config: Config, proc: asyncio.subprocess.Process) -> None:
     async with Runtime(config) as rt:
         job_id = await _first_job(rt)
         await _until(rt, job_id, lambda a: a["sink"]["processed_messages"] == 1)

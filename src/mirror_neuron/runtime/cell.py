@@ -140,13 +140,15 @@ class AgentCell:
         targets = self._route_cache.get(type)
         if targets is None:
             targets = self.targets(type)
-        if not targets or self.job.terminal:
+        if not targets:
             return 0
-        deliver = self.job.deliver
+        job = self.job
+        if job.terminal:
+            return 0
+        deliver = job.deliver
         me = self.agent_id
         inv = self.invocation
         k = self.emitted
-        self.emitted = k + len(targets)
         if incoming is None:
             incoming = Message(type, None, job_id=self.job_id, sender=me)
         if opts:
@@ -158,9 +160,11 @@ class AgentCell:
                 )
                 k += 1
         else:
+            child = incoming.child
             for target in targets:
-                deliver(target, incoming.child(me, target.agent_id, type, body, (me, inv, k)), self)
+                deliver(target, child(me, target.agent_id, type, body, (me, inv, k)), self)
                 k += 1
+        self.emitted = k
         return len(targets)
 
     def emit_to(self, node_id: str, type: str, body: Any, incoming: Message | None, **opts: Any) -> None:

@@ -28,6 +28,7 @@ RECEIVED = "agent_message_received"
 #: How long a job's end waits for its agents to stop (kill scripts, release leases).
 STOP_TIMEOUT = 30.0
 _tuple_new = tuple.__new__
+_TERMINAL_AGENT = states.TERMINAL_AGENT_STATES
 #: Events too frequent to be the "last thing that happened" in a progress display.
 QUIET_EVENTS = frozenset({RECEIVED, "aggregator_received", "collector_received"})
 
@@ -209,7 +210,7 @@ class JobRun:
         Nothing is dropped: the message is always queued, and the *sender* stops taking
         messages until the receiver has drained to half its bound.
         """
-        if cell.status in states.TERMINAL_AGENT_STATES:
+        if cell.status in _TERMINAL_AGENT:
             return
         mailbox = cell.mailbox
         if mailbox is NO_MAIL:
@@ -217,7 +218,7 @@ class JobRun:
         mailbox.append(message)
         cell.appended += 1
         cell.dirty = True
-        if sender is not None and len(mailbox) >= cell.max_queue and sender is not cell and not cell.blocked:
+        if len(mailbox) >= cell.max_queue and sender is not None and sender is not cell and not cell.blocked:
             if not sender.blocked:
                 sender.blocked = True
                 self.event(
