@@ -42,9 +42,9 @@ async def one(n: int, tmp: Path) -> tuple[float, float]:
     first = Runtime(Config(store_url=url, control=False))
     await first.start()
     job_id = await first.submit(big_manifest(n))
-    job = first.jobs[job_id]
-    while job.cells["sink"].processed < 1:
-        await asyncio.sleep(0.001)
+    async for event in first.follow(job_id):  # until the sink has its first message
+        if event["type"] == "aggregator_received":
+            break
     await first.writer.flush()
     first.jobs.pop(job_id)  # the runtime dies; the job stays "running" in the store
     await first.close()

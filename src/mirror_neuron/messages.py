@@ -40,28 +40,7 @@ ENVELOPE_KEYS = (
 
 #: Keys of a flat input that are envelope or structure, never part of the body.
 RESERVED_KEYS = frozenset(
-    {
-        "message_id",
-        "job_id",
-        "from",
-        "to",
-        "type",
-        "class",
-        "timestamp",
-        "correlation_id",
-        "causation_id",
-        "attempt",
-        "priority",
-        "ttl_ms",
-        "content_type",
-        "content_encoding",
-        "headers",
-        "artifacts",
-        "stream",
-        "payload",
-        "body",
-        "envelope",
-    }
+    (*ENVELOPE_KEYS[1:], "headers", "artifacts", "stream", "payload", "body", "envelope")
 )
 
 ENCODINGS = ("identity", "gzip")
