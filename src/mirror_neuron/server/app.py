@@ -1,0 +1,81 @@
+"""The FastAPI application: one :class:`Runtime` hosts every job submitted to it.
+
+The runtime lives exactly as long as the app (its lifespan): jobs submitted over HTTP
+run inside this process, and stopping the server fails the jobs still running, flushes
+everything to the store and closes it, as ``Runtime.close`` does for ``mn run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from ..config import Config
+from ..runtime import Runtime
+from .auth import BearerAuth, LocalOnly
+from .errors import install_error_handlers
+from .middleware import BodyLimit
+from .routes import router
+from .settings import ServerSettings
+from .upload import Uploads
+
+OPEN_PATHS = frozenset({"/api/v1/health"})
+
+
+def create_app(config: Config | None = None, settings: ServerSettings | None = None) -> FastAPI:
+    """Build the app. Nothing starts until the ASGI server runs its lifespan."""
+    config = config or Config.from_env()
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        uploads = Uploads(settings.upload_dir, settings.uploads)
+        try:
+            async with Runtime(config) as runtime:
+                app.state.runtime = runtime
+                app.state.uploads = uploads
+                yield
+        finally:
+            uploads.close()
+
+    app = FastAPI(
+        title="MirrorNeuron runtime",
+        version=_version(),
+        description="Submit, inspect and control MirrorNeuron jobs hosted by `mn serve`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.token:
+        app.add_middleware(BearerAuth, token=settings.token, open_paths=OPEN_PATHS)
+        app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
+    else:
+        app.add_middleware(LocalOnly)
+    return app
+
+
+def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
+    """Document that every route (but health) needs the bearer token."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"}
+        }
+        schema["security"] = [{"bearer": []}]
+        schema["paths"]["/api/v1/health"]["get"]["security"] = []
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

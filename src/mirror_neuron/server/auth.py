@@ -1,0 +1,102 @@
+"""Who may call the API: anyone on loopback, only token holders otherwise.
+
+The server binds 127.0.0.1 by default. Listening anywhere else without a token would
+hand job submission (which runs bundle code) to the network, so :func:`check_bind`
+refuses it. With a token, every request but the health probe must carry
+``Authorization: Bearer <token>``; the token is compared in constant time and never
+logged or echoed.
+
+Loopback alone does not keep web pages out: any site the user visits can make the
+browser POST a multipart form (a bundle zip) to ``127.0.0.1``, or point a DNS name at
+it (rebinding). So without a token, :class:`LocalOnly` also requires a loopback
+``Host`` and refuses requests whose ``Origin`` is not loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import MirrorNeuronError
+from .middleware import send_json
+
+TOKEN_ENV = "MIRROR_NEURON_API_TOKEN"
+
+
+class InsecureBind(MirrorNeuronError):
+    """The server was asked to listen beyond loopback without a token."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Raise :class:`InsecureBind` unless ``host`` is loopback or a token is set."""
+    if not is_loopback(host) and not token:
+        raise InsecureBind(
+            f"refusing to listen on {host} without an API token: set {TOKEN_ENV} "
+            "or pass --token (or bind 127.0.0.1)"
+        )
+
+
+class BearerAuth:
+    """ASGI middleware: 401 for any HTTP request without the right bearer token."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self._token = token.encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        await send_json(send, 401, {"error": "missing or invalid API token"}, {"www-authenticate": "Bearer"})
+
+    def _allowed(self, scope: Scope) -> bool:
+        supplied = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                supplied = value
+        scheme, _, credentials = supplied.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
+
+
+def _hostname(value: bytes, scheme: str = "//") -> str | None:
+    try:
+        return urlsplit(scheme + value.decode("latin-1")).hostname
+    except ValueError:
+        return None
+
+
+class LocalOnly:
+    """ASGI middleware for a tokenless server: 403 for browser cross-site and rebound requests."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._local(dict(scope["headers"])):
+            await self.app(scope, receive, send)
+            return
+        await send_json(send, 403, {"error": "only local clients may call this server without an API token"})
+
+    @staticmethod
+    def _local(headers: dict[bytes, bytes]) -> bool:
+        host = _hostname(headers.get(b"host", b"localhost"))
+        if host is None or not is_loopback(host):
+            return False
+        origin = headers.get(b"origin")
+        if origin is None:
+            return True
+        origin_host = _hostname(origin, "")
+        return origin_host is not None and is_loopback(origin_host)

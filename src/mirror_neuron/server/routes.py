@@ -1,0 +1,258 @@
+"""``/api/v1`` job routes. Each handler parses, calls one runtime method and returns.
+
+Errors are not handled here: runtime exceptions travel to the single mapping in
+:mod:`.errors`. Numbers coming from the caller are bounded so that no value can reach
+the store that it cannot represent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Header, Path, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
+
+from ..runtime import Runtime
+from . import schemas as s
+from .settings import ServerSettings
+from .stream import event_stream
+
+MAX_SEQ = 2**53  # JSON-safe and far below SQLite's integer range
+MAX_LIMIT = 100_000
+
+JobId = Annotated[str, Path(description="Job id as returned by POST /jobs.")]
+AgentId = Annotated[str, Path(description="Agent (node) id within the job.")]
+Limit = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
+After = Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events with a larger seq.")]
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _settings(request: Request) -> ServerSettings:
+    return request.app.state.settings
+
+
+@router.get("/health", response_model=s.Health, tags=["system"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/system/summary", response_model=s.Summary, tags=["system"])
+async def summary(request: Request) -> dict[str, Any]:
+    """Jobs per status, and the executor pools' use (their capacity before any executor ran)."""
+    rt = _runtime(request)
+    counts = Counter(str(job.get("status")) for job in await rt.list_jobs())
+    return {"jobs": counts, "hosted": len(rt.jobs), "node": rt.config.node_name, "executor_pools": _pools(rt)}
+
+
+def _pools(rt: Runtime) -> dict[str, dict[str, int]]:
+    leases = rt.services.get("leases")  # created by the first executor that runs
+    if leases is not None:
+        return leases.stats()
+    return {
+        name: {"capacity": cap, "in_use": 0, "available": cap, "queued": 0, "active": 0}
+        for name, cap in rt.config.pools().items()
+    }
+
+
+@router.post("/jobs", status_code=201, response_model=s.Submitted, tags=["jobs"], responses=s.JOB_ERRORS)
+async def submit(
+    request: Request, manifest: Annotated[dict[str, Any], Body(description="manifest.json as an object.")]
+) -> dict[str, Any]:
+    """Run a manifest without payload files (upload a zip for bundles with payloads)."""
+    rt = _runtime(request)
+    job_id = await rt.submit(manifest)
+    return {"job_id": job_id, "status": (await rt.inspect_job(job_id))["status"]}
+
+
+@router.post(
+    "/jobs/upload",
+    status_code=201,
+    response_model=s.Submitted,
+    tags=["jobs"],
+    responses={**s.JOB_ERRORS, 400: {"model": s.ErrorBody}, 413: {"model": s.ErrorBody}},
+)
+async def upload(
+    request: Request, bundle: Annotated[UploadFile, File(description="The bundle folder as a zip archive.")]
+) -> dict[str, Any]:
+    """Unpack a zipped bundle into a server-owned folder, validate it and run it here."""
+    rt = _runtime(request)
+    job_id = await request.app.state.uploads.run(rt, bundle.file)
+    return {"job_id": job_id, "status": (await rt.inspect_job(job_id))["status"]}
+
+
+@router.get(
+    "/jobs",
+    response_model=s.JobList,
+    response_model_exclude_unset=True,
+    tags=["jobs"],
+    responses=s.JOB_ERRORS,
+)
+async def list_jobs(request: Request, limit: Limit = None, include_terminal: bool = True) -> dict[str, Any]:
+    """Jobs, most recently updated first."""
+    return {"data": await _runtime(request).list_jobs(limit=limit, include_terminal=include_terminal)}
+
+
+@router.post("/jobs/cleanup", response_model=s.Cleanup, tags=["jobs"], responses=s.JOB_ERRORS)
+async def cleanup(request: Request, all: bool = False) -> dict[str, Any]:
+    """Delete ended jobs (with ``all``, every job not running in this server)."""
+    return await _runtime(request).cleanup(all=all)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=s.JobRecord,
+    response_model_exclude_unset=True,
+    tags=["jobs"],
+    responses=s.JOB_ERRORS,
+)
+async def inspect_job(request: Request, job_id: JobId) -> dict[str, Any]:
+    return await _runtime(request).inspect_job(job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/agents",
+    response_model=s.AgentList,
+    response_model_exclude_unset=True,
+    tags=["jobs"],
+    responses=s.JOB_ERRORS,
+)
+async def inspect_agents(request: Request, job_id: JobId) -> dict[str, Any]:
+    return {"data": await _runtime(request).inspect_agents(job_id)}
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_model=s.EventList,
+    response_model_exclude_unset=True,
+    tags=["events"],
+    responses=s.JOB_ERRORS,
+)
+async def events(request: Request, job_id: JobId, after: After = 0, limit: Limit = None) -> dict[str, Any]:
+    """Stored events, oldest first."""
+    return {"data": await _runtime(request).events(job_id, after=after, limit=limit)}
+
+
+@router.get(
+    "/jobs/{job_id}/stream",
+    response_class=StreamingResponse,
+    tags=["events"],
+    responses={**s.JOB_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Event stream."}},
+)
+async def stream(
+    request: Request,
+    job_id: JobId,
+    after: After = 0,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_SEQ)] = None,
+) -> StreamingResponse:
+    """Server-sent events of the job, live, ending after its terminal event.
+
+    Resumes after ``Last-Event-ID`` (sent by reconnecting clients) or ``after``.
+    """
+    rt = _runtime(request)
+    await rt.inspect_job(job_id)  # a 404 now, not an error frame in a 200 stream
+    start = last_event_id if last_event_id is not None else after
+    body = event_stream(rt, job_id, start, _settings(request).heartbeat)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+@router.get(
+    "/jobs/{job_id}/wait",
+    response_model=s.JobRecord,
+    response_model_exclude_unset=True,
+    tags=["jobs"],
+    responses={**s.JOB_ERRORS, 408: {"model": s.ErrorBody, "description": "Still running; call again."}},
+)
+async def wait(
+    request: Request, job_id: JobId, timeout: Annotated[float | None, Query(gt=0, le=3600)] = None
+) -> dict[str, Any]:
+    """The terminal record once the job has ended; 408 if ``timeout`` (or the server's cap) passes first."""
+    cap = _settings(request).max_wait
+    return await _runtime(request).wait(job_id, min(timeout or cap, cap))
+
+
+@router.post(
+    "/jobs/{job_id}/pause",
+    response_model=s.ControlResult,
+    response_model_exclude_unset=True,
+    tags=["control"],
+    responses=s.CONTROL_ERRORS,
+)
+async def pause(request: Request, job_id: JobId) -> dict[str, Any]:
+    """Pause a running job; returns once every agent is marked paused."""
+    return await _runtime(request).pause(job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/resume",
+    response_model=s.ControlResult,
+    response_model_exclude_unset=True,
+    tags=["control"],
+    responses=s.CONTROL_ERRORS,
+)
+async def resume(request: Request, job_id: JobId) -> dict[str, Any]:
+    return await _runtime(request).resume(job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=s.ControlResult,
+    response_model_exclude_unset=True,
+    tags=["control"],
+    responses=s.CONTROL_ERRORS,
+)
+async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
+    return await _runtime(request).cancel(job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/agents/{agent_id}/messages",
+    status_code=202,
+    response_model=s.Delivery,
+    response_model_exclude_unset=True,
+    tags=["control"],
+    responses={**s.CONTROL_ERRORS, 429: {"model": s.ErrorBody, "description": "Mailbox full; retry later."}},
+)
+async def send_message(
+    request: Request,
+    job_id: JobId,
+    agent_id: AgentId,
+    message: Annotated[dict[str, Any], Body(description="A message, flat or envelope form.")],
+) -> dict[str, Any]:
+    """Enqueue a message in one agent's mailbox (also while the job is paused)."""
+    return await _runtime(request).send_message(job_id, agent_id, message)
+
+
+@router.get(
+    "/jobs/{job_id}/dead-letters",
+    response_model=s.DeadLetterList,
+    response_model_exclude_unset=True,
+    tags=["control"],
+    responses=s.JOB_ERRORS,
+)
+async def dead_letters(request: Request, job_id: JobId) -> dict[str, Any]:
+    return {"data": await _runtime(request).dead_letters(job_id)}
+
+
+@router.post(
+    "/jobs/{job_id}/dead-letters/{letter_id}/redrive",
+    status_code=202,
+    response_model=s.Delivery,
+    response_model_exclude_unset=True,
+    tags=["control"],
+    responses=s.CONTROL_ERRORS,
+)
+async def redrive(
+    request: Request,
+    job_id: JobId,
+    letter_id: Annotated[int, Path(ge=1, le=MAX_SEQ)],
+    agent_id: Annotated[str | None, Query(description="Deliver to this agent instead.")] = None,
+) -> dict[str, Any]:
+    """Deliver a dead letter again, to its original agent or to ``agent_id``."""
+    return await _runtime(request).redrive(job_id, letter_id, agent_id)

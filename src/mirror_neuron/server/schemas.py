@@ -1,0 +1,115 @@
+"""Request and response models: they type the OpenAPI document at ``/docs``.
+
+Records stored by the runtime carry more fields than any client needs to rely on, so
+the models name the stable ones and allow the rest (``extra="allow"``) rather than
+copying every field and drifting from the runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What went wrong, one sentence.")
+    errors: list[str] | None = Field(None, description="Every problem found (bad input only).")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Summary(BaseModel):
+    jobs: dict[str, int] = Field(description="Number of stored jobs per status.")
+    hosted: int = Field(description="Jobs running in this server process.")
+    node: str
+    executor_pools: dict[str, dict[str, int]]
+
+
+class Submitted(BaseModel):
+    job_id: str
+    status: str
+
+
+class JobRecord(Open):
+    job_id: str
+    status: str
+    graph_id: str | None = None
+    submitted_at: str | None = None
+    updated_at: str | None = None
+    result: Any = None
+
+
+class Event(Open):
+    seq: int = Field(description="1-based position in the job's event log; resume after it.")
+    type: str
+    job_id: str | None = None
+    timestamp: str | None = None
+    agent_id: str | None = None
+
+
+class Agent(Open):
+    agent_id: str
+    agent_type: str | None = None
+    status: str | None = None
+    mailbox_depth: int | None = None
+    processed_messages: int | None = None
+
+
+class ControlResult(Open):
+    job_id: str
+    status: str
+
+
+class Delivery(Open):
+    job_id: str
+    agent_id: str
+    message_id: str | None = None
+    status: str = Field(description="'delivered', or 'enqueued' behind other mail or a pause.")
+    mailbox_depth: int | None = None
+
+
+class DeadLetter(Open):
+    id: int = Field(description="The dead_letter event's seq; pass it to redrive.")
+    agent_id: str | None = None
+    reason: Any = None
+    message: Any = None
+    timestamp: str | None = None
+
+
+class Cleanup(BaseModel):
+    deleted_count: int
+    deleted_jobs: list[str]
+
+
+class JobList(BaseModel):
+    data: list[JobRecord]
+
+
+class EventList(BaseModel):
+    data: list[Event]
+
+
+class AgentList(BaseModel):
+    data: list[Agent]
+
+
+class DeadLetterList(BaseModel):
+    data: list[DeadLetter]
+
+
+#: Error responses every job route may give, for the OpenAPI document.
+JOB_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such job (or agent, or dead letter)."},
+    422: {"model": ErrorBody, "description": "Invalid input."},
+}
+CONTROL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **JOB_ERRORS,
+    409: {"model": ErrorBody, "description": "The job is not in a state that allows this."},
+}
