@@ -286,3 +286,24 @@ async def test_follow_streams_every_event_once_and_ends_with_the_job(runtime: Ru
     assert seen[-1]["type"] == "job_completed"
     resumed = [e async for e in runtime.follow(job_id, after=3)]
     assert [e["seq"] for e in resumed] == [e["seq"] for e in stored[3:]]
+
+
+async def test_a_follower_that_falls_behind_reads_on_from_the_store(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mirror_neuron.runtime import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "FOLLOW_BUFFER", 2)
+    n = 50
+    data = manifest(
+        [router("a"), aggregator("sink", complete_after=n)],
+        [("a", "sink", "init")],
+        initial_inputs={"a": [{"i": i} for i in range(n)]},
+    )
+    job_id = await runtime.submit(data)
+    stream = runtime.follow(job_id)
+    first = await anext(stream)  # subscribed; now let the job run far ahead of us
+    await runtime.wait(job_id, timeout=10)
+    rest = [e async for e in stream]
+    assert [first, *rest] == await runtime.events(job_id)
+    assert runtime.jobs.get(job_id) is None or not runtime.jobs[job_id].listeners

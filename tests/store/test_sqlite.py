@@ -377,3 +377,24 @@ def test_closed_store_raises_store_error(db: Path) -> None:
     with pytest.raises(StoreError, match="closed"):
         store.write_batch(full_batch())
     store.close()  # closing twice is harmless
+
+
+def test_message_ids_read_by_another_process_are_the_writers(tmp_path: Path) -> None:
+    """Ids kept as counters on the hot path are stored in their string form, not re-formatted by readers."""
+    import subprocess
+    import sys
+
+    from mirror_neuron.ids import fmt
+
+    db = tmp_path / "ids.db"
+    summary = (42, "runtime", "a", "init", "command", "application/json", "identity", None)
+    with SQLiteStore(db) as writer:
+        writer.write_batch(
+            WriteBatch(events={"j": [Event(1, "agent_message_received", "j", 1.0, "a", summary)]})
+        )
+    code = (
+        "import json, sys; from mirror_neuron.store import SQLiteStore; "
+        f"print(SQLiteStore({str(db)!r}).read_events('j')[0]['payload']['message_id'])"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == fmt(42)

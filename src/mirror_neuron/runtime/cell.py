@@ -283,6 +283,9 @@ class AgentCell:
                 try:
                     await self.agent.handle_async(message)
                 except asyncio.CancelledError:
+                    if not job.terminal:  # suspended, not ended: the message is not lost
+                        mailbox.appendleft(message)
+                        self.taken -= 1
                     raise
                 except Exception as exc:
                     self._failed(exc, message)

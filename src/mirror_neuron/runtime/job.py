@@ -121,8 +121,8 @@ class JobRun:
         self.pending_events.append(ev)
         if type not in QUIET_EVENTS:
             self.last_event = ev
-        for queue in self.listeners:
-            queue.put_nowait(ev)
+        if self.listeners:
+            self.publish(ev)
         if not self.dirty:
             self.runtime.writer.mark(self)
 
@@ -153,8 +153,20 @@ class JobRun:
         )
         self.pending_events.append(ev)
         if self.listeners:
-            for queue in self.listeners:
-                queue.put_nowait(ev)
+            self.publish(ev)
+
+    def publish(self, item: Event | None) -> None:
+        """Hand an event (``None``: the end) to live followers.
+
+        A follower whose bounded buffer is full is dropped and marked ``lagging``: it reads
+        on from the store instead, so a slow client never makes the runtime hold events.
+        """
+        for queue in list(self.listeners):
+            try:
+                queue.put_nowait(item)  # type: ignore[arg-type]
+            except asyncio.QueueFull:
+                self.listeners.remove(queue)
+                queue.lagging = True  # type: ignore[attr-defined]
 
     # -- start --------------------------------------------------------------------
 
@@ -306,17 +318,30 @@ class JobRun:
             except TimeoutError:
                 self.event("agents_stop_timeout", None, {"seconds": STOP_TIMEOUT})
         for cell in self.cells.values():
-            cell.dirty = True
+            if cell.agent is not None and cell.agent.is_async:
+                cell.dirty = True  # stopping may have changed its state; the others are saved already
         self.record_dirty = True
         self.runtime.writer.mark(self)
         try:
             await self.runtime.writer.flush()
         finally:
-            for queue in self.listeners:
-                queue.put_nowait(None)  # type: ignore[arg-type]
+            self.publish(None)
             if not self.done.done():
                 self.done.set_result(self.record())
             self.runtime.job_finished(self)
+
+    async def suspend(self) -> None:
+        """Stop every agent at a message boundary without ending the job (it stays recoverable)."""
+        tasks = [c.task for c in self.cells.values() if c.task is not None]
+        for task in tasks:
+            task.cancel()  # the handler puts its message back (see AgentCell._drain_async)
+        stops = [c.agent.stop() for c in self.cells.values() if c.agent is not None and c.agent.is_async]
+        await asyncio.gather(*stops, *tasks, return_exceptions=True)
+        for cell in self.cells.values():
+            cell.dirty = True
+        self.record_dirty = True
+        self.runtime.writer.mark(self)
+        self.runtime.jobs.pop(self.job_id, None)
 
     @property
     def is_terminal(self) -> bool:

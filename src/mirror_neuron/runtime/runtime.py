@@ -30,6 +30,8 @@ from .scheduler import Scheduler
 from .writer import StoreWriter
 
 POLL_START = 0.01
+#: Events buffered per live follower before it falls back to reading the store.
+FOLLOW_BUFFER = 10_000
 POLL_MAX = 0.25
 
 _gc_users = 0
@@ -99,13 +101,24 @@ class Runtime:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Stop hosting: live jobs fail with a clear reason, everything is flushed, the store closed."""
+    async def close(self, *, keep_jobs: bool = False) -> None:
+        """Stop hosting, flush everything and close the store.
+
+        Live jobs fail with a clear reason, or with ``keep_jobs`` (``mn serve``) are
+        suspended at their last message boundary, running scripts stopped, so that the next
+        runtime on this store recovers them.
+        """
         if self._closed:
             return
         self._closed = True
         for job in list(self.jobs.values()):
-            job.fail("job_runner", "runtime stopped before the job finished")
+            if keep_jobs:
+                await job.suspend()
+            else:
+                job.fail("job_runner", "runtime stopped before the job finished")
+        if keep_jobs:
+            for task in self._tasks:  # e.g. waiters on suspended jobs, which will not end here
+                task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for task in (self._driver, self._heartbeat):
@@ -243,7 +256,7 @@ class Runtime:
         job = self.jobs.get(job_id)
         queue: asyncio.Queue[Any] | None = None
         if job is not None:
-            queue = asyncio.Queue()
+            queue = asyncio.Queue(maxsize=FOLLOW_BUFFER)
             job.listeners.append(queue)
         try:
             last = after
@@ -251,11 +264,14 @@ class Runtime:
                 last = event["seq"]
                 yield event
             if queue is not None:
-                while (item := await queue.get()) is not None:
+                while not (queue.empty() and getattr(queue, "lagging", False)):
+                    item = await queue.get()
+                    if item is None:
+                        return
                     if item.seq > last:
                         last = item.seq
                         yield item.to_dict()
-                return
+                # Fell behind: the job dropped this follower; read on from the store.
             delay = POLL_START
             while True:
                 record = await self._read(self.store.get_job, job_id)

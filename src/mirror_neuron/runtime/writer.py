@@ -173,4 +173,3 @@ def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     fut: asyncio.Future[None] = loop.create_future()
     fut.set_result(None)
     return fut
-

@@ -33,13 +33,21 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        uploads = Uploads(settings.upload_dir, settings.uploads)
+        upload_dir = settings.upload_dir or (config.data_dir / "uploads" if config.data_dir else None)
+        if upload_dir is not None:
+            upload_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        uploads = Uploads(upload_dir, settings.uploads)
+        runtime = Runtime(config)
         try:
-            async with Runtime(config) as runtime:
-                app.state.runtime = runtime
-                app.state.uploads = uploads
-                yield
+            await runtime.start()
+            # Jobs whose runtime died (or a previous server) go on here.
+            await runtime.recover_orphans()
+            app.state.runtime = runtime
+            app.state.uploads = uploads
+            yield
         finally:
+            # Suspend, do not fail: the next server on this store resumes the jobs.
+            await runtime.close(keep_jobs=True)
             uploads.close()
 
     app = FastAPI(

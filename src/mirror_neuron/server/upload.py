@@ -149,14 +149,19 @@ class Uploads:
         try:
             with contextlib.suppress(MirrorNeuronError):  # e.g. the job was deleted meanwhile
                 await runtime.wait(job_id)
-        finally:
-            await self._remove(workdir)
+        except asyncio.CancelledError:
+            # The server stopped with the job suspended: keep its files for recovery.
+            self.live.discard(workdir)
+            raise
+        await self._remove(workdir)
 
     async def _remove(self, workdir: Path) -> None:
         self.live.discard(workdir)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     def close(self) -> None:
+        if not self.owned:
+            return  # a persistent folder: suspended jobs still need their files
         for workdir in list(self.live):
             shutil.rmtree(workdir, ignore_errors=True)
         self.live.clear()

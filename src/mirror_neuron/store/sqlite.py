@@ -34,6 +34,7 @@ from typing import Any
 from .._json import dumps_str, loads
 from ..errors import StoreError
 from ..events import Event
+from ..ids import fmt
 from .base import TERMINAL_STATUSES, WriteBatch
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
@@ -427,7 +428,10 @@ def _event_data(e: Event) -> str:
     them as JSON arrays avoids building a dict per event on the write path.
     """
     payload = e.payload
-    return dumps_str((1 if payload.__class__ is tuple else 0, payload, e.extra))
+    if payload.__class__ is tuple:
+        # The message id may still be the writing process's counter: store its string form.
+        return dumps_str((1, (fmt(payload[0]), *payload[1:]), e.extra))
+    return dumps_str((0, payload, e.extra))
 
 
 def _event_dict(
