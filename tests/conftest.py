@@ -14,11 +14,17 @@ from mirror_neuron.store import MemoryStore, SQLiteStore
 from redis_server import RedisServer, RedisServerMissing
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Every store the runtime runs on; Redis is a real ``redis-server`` (one per session)."""
     if request.param == "memory":
         return MemoryStore()
-    return SQLiteStore(tmp_path / "store.db")
+    if request.param == "sqlite":
+        return SQLiteStore(tmp_path / "store.db")
+    from mirror_neuron.store.redis import RedisStore
+
+    server = request.getfixturevalue("redis_server")
+    return RedisStore(server.url, namespace=f"mn_rt_{os.getpid()}_{tmp_path.name}")
 
 
 @pytest.fixture

@@ -89,6 +89,17 @@ def test_bad_bundles_give_one_clear_error_and_no_traceback(
         assert out.stderr.startswith("error: ")
 
 
+def test_json_mode_prints_one_json_object_even_for_an_invalid_bundle(tmp_path: Path, data: Path) -> None:
+    bundle = write_bundle(tmp_path / "bad", {"manifest_version": "1.0", "nodes": []})
+    for command in ("validate", "run"):
+        out = mn(command, "--json", str(bundle), data_dir=data)
+        assert out.returncode == 1
+        report = json.loads(out.stdout)
+        assert report["ok"] is False
+        assert report["errors"][:2] == ["graph_id is required", "nodes must not be empty"]
+        assert "error: graph_id is required" in out.stderr
+
+
 def test_run_json_prints_exactly_one_terminal_record(data: Path) -> None:
     out = mn("run", "--json", str(EXAMPLES / "research_flow"), data_dir=data)
     assert out.returncode == 0, out.stderr

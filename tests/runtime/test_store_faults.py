@@ -46,7 +46,8 @@ def test_a_full_disk_fails_the_job_with_a_clear_error_and_loses_nothing_committe
     )
     (big / "manifest.json").write_text(json.dumps(data))
     db = tmp_path / "data" / "mirror_neuron.db"
-    limit = db.stat().st_size + 256 * 1024
+    # Room for the pending record and the stored manifest, not for the run's events.
+    limit = db.stat().st_size + 3 * len(json.dumps(data)) + 256 * 1024
     out = mn("run", "--json", str(big), env=env, fsize=limit)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr

@@ -37,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as exc:
         for line in exc.errors:
             print(f"error: {line}", file=sys.stderr)
+        _json_error(argv, str(exc), exc.errors)
         return EXIT_FAILED
     except MirrorNeuronError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _json_error(argv, str(exc), [str(exc)])
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -52,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("hint: set MIRROR_NEURON_DEBUG=1 to see the traceback", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _json_error(argv: list[str] | None, message: str, errors: list[str]) -> None:
+    """With ``--json``, stdout still carries exactly one JSON object, even for an error."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--json" in args:
+        from .. import _json
+
+        sys.stdout.buffer.write(_json.dumps({"ok": False, "error": message, "errors": errors}) + b"\n")
+        sys.stdout.flush()
 
 
 def run() -> None:

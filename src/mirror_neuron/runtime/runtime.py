@@ -171,10 +171,11 @@ class Runtime:
         preflight(bundle, self.config)
         job_id = job_id or new_job_id(bundle.manifest.graph_id)
         job = JobRun(self, bundle, job_id)
-        if self.store.blocking:  # a job that may outlive this process can be recovered from its manifest
-            job.blobs["manifest"] = bundle.manifest.to_dict()
+        # A job that may outlive this process is recoverable from its stored manifest; the
+        # manifest is committed with the pending record, before submit returns.
+        blobs = {job_id: {"manifest": bundle.manifest.to_dict()}} if self.store.blocking else {}
         try:
-            await self.writer.run_blocking(self.store.create_job, job.record())
+            await self.writer.run_blocking(self._create, job.record(), blobs)
         except StoreError:
             raise
         except Exception as exc:
@@ -183,6 +184,11 @@ class Runtime:
         self.jobs[job_id] = job
         job.start()
         return job_id
+
+    def _create(self, record: dict[str, Any], blobs: dict[str, dict[str, Any]]) -> None:
+        self.store.create_job(record)
+        if blobs:
+            self.store.write_batch(WriteBatch(blobs=blobs))
 
     async def run(self, source: Any, *, timeout: float | None = None) -> tuple[str, dict[str, Any]]:
         """Submit and wait: ``(job_id, terminal job record)``."""
@@ -355,7 +361,9 @@ class Runtime:
 
     async def _apply(self, op: str, job: JobRun, args: dict[str, Any]) -> dict[str, Any]:
         if op == "send":
-            return control.send_message(job, str(args.get("agent_id")), args.get("message"))
+            result = control.send_message(job, str(args.get("agent_id")), args.get("message"))
+            await self.writer.flush()  # acknowledged only once the message is durable (group commit)
+            return result
         if op == "pause":
             result = control.pause(job)
         elif op == "resume":
