@@ -73,9 +73,13 @@ async def test_cancelling_a_job_kills_its_running_script_and_leaves_no_orphan(tm
         mine = next(n for n in nodes if n["control"] == rt.control_endpoint)
         assert mine["executor_pools"]["default"]["in_use"] == 1 and job_id in mine["jobs"]
         await rt.cancel(job_id)
+        sleeper = rt.jobs[job_id].cells["sleeper"] if job_id in rt.jobs else None
+        assert sleeper is None or sleeper.status in ("stopping", "cancelled")
         job = await rt.wait(job_id, timeout=30)
         assert job["status"] == "cancelled" and job["result"] == {"reason": "cancelled by operator"}
         assert not alive(pid)
+        agents = {a["agent_id"]: a for a in await rt.inspect_agents(job_id)}
+        assert agents["sleeper"]["status"] == "cancelled"
         assert rt.services["leases"].stats()["default"]["in_use"] == 0
 
 

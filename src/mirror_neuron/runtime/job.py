@@ -289,12 +289,16 @@ class JobRun:
             if cell.mailbox:
                 cell.mailbox.clear()
             if cell.status not in states.TERMINAL_AGENT_STATES:
-                cell.status = states.CANCELLED if status == "cancelled" else states.STOPPED
+                # An agent still in a handler (an executor's script) is "stopping" until it unwinds.
+                cell.status = states.STOPPING if cell.task is not None else self._stopped_state()
             cell.dirty = True
         if dropped:
             self.event("mailbox_cleared", None, {"count": dropped, "reason": status})
         self.touch()
         return True
+
+    def _stopped_state(self) -> str:
+        return states.CANCELLED if self.status == "cancelled" else states.STOPPED
 
     def _finish(self) -> None:
         self.runtime.spawn(self._finalize())
@@ -320,6 +324,8 @@ class JobRun:
         for cell in self.cells.values():
             if cell.agent is not None and cell.agent.is_async:
                 cell.dirty = True  # stopping may have changed its state; the others are saved already
+                if cell.status not in states.TERMINAL_AGENT_STATES:
+                    cell.status = self._stopped_state()
         self.record_dirty = True
         self.runtime.writer.mark(self)
         try:
