@@ -115,7 +115,12 @@ def test_mn_run_server_json_end_to_end(tmp_path: Path, mn_serve: tuple) -> None:
 def test_mn_run_server_reports_invalid_bundles_line_by_line(tmp_path: Path, server: ServerThread) -> None:
     bad = write_bundle(tmp_path / "bad", manifest([router("a")], [("a", "ghost", "x")]))
     out = mn("run", str(bad), "--server", server.url, "--json", env=dict(os.environ))
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 1
+    assert json.loads(out.stdout) == {
+        "ok": False,
+        "error": "edge e0 references missing to_node ghost",
+        "errors": ["edge e0 references missing to_node ghost"],
+    }
     assert out.stderr.strip().splitlines() == ["error: edge e0 references missing to_node ghost"]
     out = mn(
         "run",
