@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -131,6 +132,7 @@ def test_public_names_are_pinned() -> None:
         "events",
         "inspect_agents",
         "inspect_job",
+        "inspect_nodes",
         "list_jobs",
         "load_bundle",
         "run_manifest",
@@ -140,3 +142,16 @@ def test_public_names_are_pinned() -> None:
     }
     for name in mn.__all__:
         assert getattr(mn, name) is not None
+
+
+def test_inspect_nodes_shows_this_runtime_and_its_pools(api: Path) -> None:
+    nodes = mn.inspect_nodes()
+    mine = nodes[0]
+    assert mine["pid"] == os.getpid()
+    assert mine["executor_pools"]["default"] == {
+        "capacity": 4,
+        "in_use": 0,
+        "available": 4,
+        "queued": 0,
+        "active": 0,
+    }

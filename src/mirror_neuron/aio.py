@@ -83,3 +83,12 @@ async def events(job_id: str, *, after: int = 0, limit: int | None = None) -> li
 
 async def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
     return await (await runtime()).list_jobs(limit=limit, include_terminal=include_terminal)
+
+
+async def inspect_nodes() -> list[dict[str, Any]]:
+    """Live runtimes of this user on this machine (``mn run``/``mn serve``), with their pool usage."""
+    from .runtime.remote import live_runtimes
+
+    rt = await runtime()
+    others = [n for n in await live_runtimes() if n.get("control") != rt.control_endpoint]
+    return [rt.inspect_node(), *others]

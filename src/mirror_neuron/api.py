@@ -121,3 +121,8 @@ def events(job_id: str, *, after: int = 0, limit: int | None = None) -> list[dic
 
 def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
     return _call(aio.list_jobs(limit=limit, include_terminal=include_terminal))
+
+
+def inspect_nodes() -> list[dict[str, Any]]:
+    """This process's runtime and every other live one on the machine, with executor pool stats."""
+    return _call(aio.inspect_nodes())
