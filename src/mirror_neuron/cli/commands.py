@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -20,6 +21,7 @@ from ..store import open_store
 from . import render
 
 DETACH_WAIT = 15.0
+T = TypeVar("T")
 
 
 def _exit(code: int) -> None:
@@ -169,22 +171,24 @@ def _detach(config: Config, bundle: Bundle, source: str, as_json: bool) -> None:
         click.echo(job_id)
 
 
-def _store(config: Config) -> Any:
-    return open_store(config.store_url)
+def _with_store(config: Config, read: Callable[[Any], T]) -> T:
+    """Open the configured store, read from it, close it."""
+    store = open_store(config.store_url)
+    try:
+        return read(store)
+    finally:
+        store.close()
+
+
+def _show(value: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    render.print_json(value) if as_json else human(value)
 
 
 def list_command(config: Config, *, as_json: bool, limit: int, live: bool) -> None:
-    store = _store(config)
-    try:
-        jobs = store.list_jobs(limit=limit, include_terminal=not live)
-    finally:
-        store.close()
+    jobs = _with_store(config, lambda s: s.list_jobs(limit=limit, include_terminal=not live))
     for job in jobs:
         job["live"] = is_live(job)
-    if as_json:
-        render.print_json(jobs)
-    else:
-        render.print_jobs(jobs)
+    _show(jobs, as_json, render.print_jobs)
 
 
 LIVE_WINDOW = 10.0
@@ -228,41 +232,23 @@ def _record(store: Any, job_id: str) -> dict:
 
 
 def inspect_command(config: Config, job_id: str, *, as_json: bool) -> None:
-    store = _store(config)
-    try:
-        record = _record(store, job_id)
-    finally:
-        store.close()
-    if as_json:
-        render.print_json(record)
-    else:
-        render.print_job_summary(record)
+    _show(_with_store(config, lambda s: _record(s, job_id)), as_json, render.print_job_summary)
 
 
 def agents_command(config: Config, job_id: str, *, as_json: bool) -> None:
-    store = _store(config)
-    try:
+    def read(store: Any) -> list[dict[str, Any]]:
         _record(store, job_id)
-        agents = store.get_agents(job_id)
-    finally:
-        store.close()
-    if as_json:
-        render.print_json(agents)
-    else:
-        render.print_agents(agents)
+        return store.get_agents(job_id)
+
+    _show(_with_store(config, read), as_json, render.print_agents)
 
 
 def events_command(config: Config, job_id: str, *, as_json: bool, after: int, limit: int | None) -> None:
-    store = _store(config)
-    try:
+    def read(store: Any) -> list[dict[str, Any]]:
         _record(store, job_id)
-        events = store.read_events(job_id, after=after, limit=limit)
-    finally:
-        store.close()
-    if as_json:
-        render.print_json(events)
-    else:
-        render.print_events(events)
+        return store.read_events(job_id, after=after, limit=limit)
+
+    _show(_with_store(config, read), as_json, render.print_events)
 
 
 def control_command(config: Config, op: str, *args: Any, as_json: bool, **kwargs: Any) -> None:
