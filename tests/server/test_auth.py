@@ -50,7 +50,7 @@ def test_every_request_without_the_token_is_401(
 
 def test_the_right_token_is_let_through(guarded: ServerThread) -> None:
     auth = {"Authorization": f"bearer {TOKEN}"}
-    with httpx.Client(base_url=guarded.url + "/api/v1", headers=auth) as api:
+    with httpx.Client(base_url=guarded.url + "/api/v1", headers=auth, timeout=30) as api:
         job_id = api.post("/jobs", json=collect(1)).json()["job_id"]
         assert api.get(f"/jobs/{job_id}/wait", params={"timeout": 10}).json()["status"] == "completed"
         schema = httpx.get(guarded.url + "/openapi.json", headers=auth).json()

@@ -85,7 +85,9 @@ def test_mn_run_server_json_end_to_end(tmp_path: Path, mn_serve: tuple) -> None:
     assert record["ok"] is True and record["status"] == "completed"
     assert record["result"]["output"]["messages"] == [{}]
     # The job ran in the server: the server knows it.
-    with httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+    with httpx.Client(
+        base_url=url + "/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    ) as api:
         assert api.get(f"/jobs/{record['job_id']}").json()["status"] == "completed"
         out = mn(
             "run",

@@ -130,7 +130,7 @@ def test_oversized_archives_are_rejected_with_413(tmp_path: Path) -> None:
     limits = UploadLimits(max_total_bytes=3000, max_file_bytes=2000, max_entries=20)
     with (
         serve(tmp_path, uploads=limits, max_body_bytes=100_000) as srv,
-        httpx.Client(base_url=srv.url + "/api/v1") as api,
+        httpx.Client(base_url=srv.url + "/api/v1", timeout=30) as api,
     ):
         base = bundle_entries(collect(1))
         bomb = upload(api, make_zip({**base, "payloads/zeros": b"\0" * 2001}))
