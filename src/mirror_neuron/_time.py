@@ -6,20 +6,28 @@ import time
 
 now = time.time
 
-_cache_second = -1
-_cache_prefix = ""
+# (millisecond, text) and (second, "YYYY-MM-DDTHH:MM:SS"): each cache is one tuple, replaced
+# in a single assignment, so threads formatting at once never pair a key with another's text.
+_last_ms: tuple[int, str] = (-1, "")
+_last_second: tuple[int, str] = (-(10**12), "")
 
 
 def iso(ts: float | str | None) -> str | None:
     """Format epoch seconds as ISO-8601 UTC with milliseconds (``2026-03-28T11:00:00.000Z``)."""
-    global _cache_second, _cache_prefix
-    if ts is None or isinstance(ts, str):
-        return ts
-    second = int(ts)
-    if second != _cache_second:
-        _cache_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _cache_second = second
-    return f"{_cache_prefix}.{int((ts - second) * 1000):03d}Z"
+    global _last_ms, _last_second
+    if ts is None or ts.__class__ is str:
+        return ts  # type: ignore[return-value]
+    ms = int(ts * 1000)
+    cached = _last_ms
+    if cached[0] == ms:  # events come in bursts within one millisecond
+        return cached[1]
+    second, millis = divmod(ms, 1000)
+    prefix = _last_second
+    if prefix[0] != second:
+        prefix = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    text = f"{prefix[1]}.{millis:03d}Z"
+    _last_ms = (ms, text)
+    return text
 
 
 def now_iso() -> str:

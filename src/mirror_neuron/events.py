@@ -38,9 +38,18 @@ class Event(NamedTuple):
         if agent_id is not None:
             data["agent_id"] = agent_id
         if payload is not None:
-            if payload.__class__ is tuple:
-                payload = dict(zip(SUMMARY_KEYS, payload))
-                payload["message_id"] = fmt(payload["message_id"])
+            if payload.__class__ is tuple:  # a message summary (the hottest event): spelled out
+                mid, sender, to, mtype, cls, ctype, encoding, stream = payload
+                payload = {
+                    "message_id": fmt(mid),
+                    "from": sender,
+                    "to": to,
+                    "type": mtype,
+                    "class": cls,
+                    "content_type": ctype,
+                    "content_encoding": encoding,
+                    "stream": stream,
+                }
             data["payload"] = payload
         if extra:
             data.update(extra)
