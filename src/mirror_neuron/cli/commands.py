@@ -236,9 +236,10 @@ def inspect_command(config: Config, job_id: str, *, as_json: bool) -> None:
 
 
 def agents_command(config: Config, job_id: str, *, as_json: bool) -> None:
+    from ..runtime.job import final_agent_views
+
     def read(store: Any) -> list[dict[str, Any]]:
-        _record(store, job_id)
-        return store.get_agents(job_id)
+        return final_agent_views(_record(store, job_id), store.get_agents(job_id))
 
     _show(_with_store(config, read), as_json, render.print_agents)
 

@@ -290,8 +290,11 @@ class JobRun:
                 cell.mailbox.clear()
             if cell.status not in states.TERMINAL_AGENT_STATES:
                 # An agent still in a handler (an executor's script) is "stopping" until it unwinds.
+                # Its stored snapshot is not rewritten just for this: readers of an ended job
+                # derive the final status (see ``final_agent_views``); only changed agents are saved.
                 cell.status = states.STOPPING if cell.task is not None else self._stopped_state()
-            cell.dirty = True
+            else:
+                cell.dirty = True
         if dropped:
             self.event("mailbox_cleared", None, {"count": dropped, "reason": status})
         self.touch()
@@ -352,3 +355,21 @@ class JobRun:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+def final_agent_views(record: dict[str, Any], snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Agent snapshots of a stored job, with the status an ended job's agents really have.
+
+    When a job ends, agents whose state did not change are not written again; an agent the
+    store still shows as live was stopped (or cancelled) with its job.
+    """
+    status = record.get("status")
+    if status not in TERMINAL_STATUSES:
+        return snapshots
+    final = states.CANCELLED if status == "cancelled" else states.STOPPED
+    for snap in snapshots:
+        if snap.get("status") not in states.TERMINAL_AGENT_STATES:
+            snap["status"] = final
+            snap["mailbox_depth"] = 0
+            snap.get("metadata", {})["paused"] = False
+    return snapshots

@@ -25,7 +25,7 @@ from ..ids import job_id as new_job_id
 from ..store import MemoryStore, open_store
 from ..store.base import TERMINAL_STATUSES, Store, WriteBatch
 from . import control, remote
-from .job import JobRun
+from .job import JobRun, final_agent_views
 from .scheduler import Scheduler
 from .writer import StoreWriter
 
@@ -240,9 +240,10 @@ class Runtime:
         job = self.jobs.get(job_id)
         if job is not None:
             return [job.cells[k].snapshot() for k in sorted(job.cells)]
-        if await self._read(self.store.get_job, job_id) is None:
+        record = await self._read(self.store.get_job, job_id)
+        if record is None:
             raise JobNotFound(job_id)
-        return await self._read(self.store.get_agents, job_id)
+        return final_agent_views(record, await self._read(self.store.get_agents, job_id))
 
     async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         job = self.jobs.get(job_id)
