@@ -144,6 +144,8 @@ class FakeContext:
         self.invocation = 1
         self.services: dict[str, Any] = {} if services is None else services
         self.log: list[tuple] = []
+        #: The executor's stored run (what the runtime keeps for recovery).
+        self.stored_run: dict[str, Any] | None = None
 
     def emit(self, type: str, body: Any, incoming: Message | None, **opts: Any) -> int:
         self.log.append(("emit", type, body, opts))
@@ -157,6 +159,12 @@ class FakeContext:
 
     def complete_job(self, result: Any) -> None:
         self.log.append(("complete", result))
+
+    async def save_run(self, run: dict[str, Any]) -> None:
+        self.stored_run = run
+
+    async def saved_run(self) -> dict[str, Any] | None:
+        return self.stored_run
 
     def kinds(self) -> list[str]:
         """``event:<type>``, ``emit:<type>``, ``emit_to:<node>``, ``complete`` in order."""

@@ -228,17 +228,36 @@ async def test_stop_kills_the_running_script(payloads: Path, temp_root: Path) ->
     await agent.stop()  # idempotent
 
 
-async def test_snapshot_restore_and_recovery_replay(payloads: Path, temp_root: Path) -> None:
+async def test_snapshot_restore_round_trips(payloads: Path, temp_root: Path) -> None:
     agent, _ = make_agent({"command": "echo hi"}, payloads, temp_root)
     await agent.handle_async(message(b"\xff\x00binary"))
     snap = json.loads(json.dumps(agent.snapshot_state()))
-    fresh, ctx = make_agent({"command": "echo hi"}, payloads, temp_root)
+    fresh, _ = make_agent({"command": "echo hi"}, payloads, temp_root)
     fresh.restore_state(snap)
     assert fresh.snapshot_state() == snap
     assert fresh.inspect_state()["running_commands"] == 0
-    fresh.recover()
-    assert ctx.kinds() == ["event:executor_output_replayed", "emit:executor_result"]
-    assert ctx.log[0][2] == {"reason": "agent_recovery", "agent_id": "worker"}
+
+
+async def test_a_stored_run_of_the_same_message_is_replayed_not_run_again(
+    payloads: Path, temp_root: Path
+) -> None:
+    marker = temp_root.parent / "ran"
+    config = {"command": f"echo run >> {marker}; echo hi", "runner": "host_local"}
+    agent, ctx = make_agent(config, payloads, temp_root)
+    incoming = message()
+    await agent.handle_async(incoming)
+    assert ctx.stored_run is not None and ctx.stored_run["message_id"] == incoming.message_id
+    first = [e for e in ctx.log if e[0] == "emit"]
+    # After a crash the same message comes again: the stored run is re-emitted.
+    again, ctx2 = make_agent(config, payloads, temp_root)
+    ctx2.stored_run = ctx.stored_run
+    await again.handle_async(incoming)
+    assert marker.read_text().split() == ["run"]  # the script ran once
+    assert ctx2.kinds()[0] == "event:executor_output_replayed"
+    assert [e for e in ctx2.log if e[0] == "emit"] == first
+    # A different message (or the same id with another body) runs for real.
+    await again.handle_async(message({"n": 2}))
+    assert marker.read_text().split() == ["run", "run"]
 
 
 async def test_secrets_are_redacted_from_structured_events(payloads: Path, temp_root: Path) -> None:

@@ -205,15 +205,6 @@ class ExecutorAgent(Agent):
 
     # -- recovery and state ----------------------------------------------------------
 
-    def recover(self) -> None:
-        """After a restart, replay the last output (at-least-once), as the original does."""
-        if self.last_output_payload is None:
-            return
-        self.ctx.event(
-            "executor_output_replayed", {"reason": "agent_recovery", "agent_id": self.node.node_id}
-        )
-        self._default_actions(self.last_output_payload, None)
-
     def snapshot_state(self) -> dict[str, Any]:
         return {
             "runs": self.runs,
