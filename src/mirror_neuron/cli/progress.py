@@ -64,6 +64,14 @@ class LiveProgress:
         table.add_row("[bold]events[/]", str(job.seq))
         table.add_row("[bold]messages[/]", f"{processed} processed, {busy} agent(s) busy")
         table.add_row("[bold]results[/]", f"{collected}/{expected if expected is not None else '?'}")
+        executors = [c for c in job.cells.values() if c.node.kind == "executor"]
+        if executors:
+            runs = sum(c.processed for c in executors)
+            leases = job.runtime.services["leases"].stats()
+            running = sum(p["in_use"] for p in leases.values())
+            waiting = sum(p["queued"] for p in leases.values())
+            table.add_row("[bold]sandboxes[/]", f"{runs} run(s) by {len(executors)} executor(s)")
+            table.add_row("[bold]leases[/]", f"run={running} wait={waiting}")
         if last is not None:
             table.add_row("[bold]last[/]", f"{last.type}({last.agent_id})" if last.agent_id else last.type)
         return table

@@ -60,7 +60,7 @@ def print_job_summary(record: dict[str, Any]) -> None:
     for key, value in lines:
         style = STATUS_STYLE.get(str(value), "") if key == "status" else ""
         table.add_row(f"[bold]{key}[/]", f"[{style}]{value}[/]" if style else str(value))
-    table.add_row("[bold]result[/]", Pretty(result, max_length=20, max_string=200))
+    table.add_row("[bold]result[/]", Pretty(result, max_depth=3, max_length=12, max_string=200))
     _console().print(Panel(table, title="MirrorNeuron job", expand=False))
 
 
