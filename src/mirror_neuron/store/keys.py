@@ -313,8 +313,11 @@ for _, group in ipairs(groups) do
     for at = from, to, CHUNK do
       redis.call('RPUSH', list, unpack(ARGV, at, math.min(at + CHUNK - 1, to)))
     end
-    for at = from, to do
-      redis.call('PUBLISH', channel, ARGV[at])
+    -- Publishing costs the server per event even when nobody listens: skip it then.
+    if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+      for at = from, to do
+        redis.call('PUBLISH', channel, ARGV[at])
+      end
     end
     appended = appended + to - from + 1
     redis.call('SET', seqkey, highest)
