@@ -239,9 +239,9 @@ async def test_snapshot_restore_round_trips(payloads: Path, temp_root: Path) -> 
 
 
 async def test_a_stored_run_of_the_same_message_is_replayed_not_run_again(
-    payloads: Path, temp_root: Path
+    payloads: Path, temp_root: Path, tmp_path: Path
 ) -> None:
-    marker = temp_root.parent / "ran"
+    marker = tmp_path / "ran"  # private to this test run
     config = {"command": f"echo run >> {marker}; echo hi", "runner": "host_local"}
     agent, ctx = make_agent(config, payloads, temp_root)
     incoming = message()
