@@ -101,6 +101,7 @@ def test_aggregator_ignores_a_replayed_message() -> None:
     )
     restored = AggregatorAgent(node("aggregator", complete_after=2), Recorder())
     restored.restore_state(agent.snapshot_state())
+    restored.restore_log(agent.log_entries())
     restored.handle(first)
     assert restored.ctx.completions == []  # type: ignore[attr-defined]
 
@@ -147,3 +148,19 @@ def test_sensor_completes_after_n_when_asked() -> None:
     agent.handle(msg("hello"))
     assert ctx.completions == [{"count": 2, "last_message": "hello"}]
     assert [e[0] for e in ctx.emits] == ["seen", "seen"]
+
+
+def test_aggregator_snapshots_stay_small_and_the_log_is_saved_once() -> None:
+    agent = AggregatorAgent(node("aggregator", complete_after=1000), Recorder())
+    for i in range(3):
+        agent.handle(msg({"i": i}))
+    assert "messages" not in agent.snapshot_state()
+    first = agent.unsaved_log()
+    assert [pos for pos, _ in first] == [1, 2, 3]
+    assert agent.unsaved_log() == []  # nothing new
+    agent.handle(msg({"i": 3}))
+    assert [(pos, e["body"]) for pos, e in agent.unsaved_log()] == [(4, {"i": 3})]
+    copy = AggregatorAgent(node("aggregator", complete_after=1000), Recorder())
+    copy.restore_state(agent.snapshot_state())
+    copy.restore_log(agent.log_entries())
+    assert copy.messages == agent.messages and copy.seen == agent.seen

@@ -28,7 +28,9 @@ class AggregatorAgent(Agent):
         default_complete = "output_message_type" not in config
         self.complete: bool = bool(config.get("complete_job", default_complete))
         self.messages: list[Any] = []
+        self.ids: list[str] = []  # message id of each collected body, same order
         self.seen: set[str] = set()
+        self._saved = 0  # how many collected messages the store already has
 
     def handle(self, message: Message) -> None:
         body = {} if message.body is None else message.body
@@ -39,6 +41,7 @@ class AggregatorAgent(Agent):
             )
             return
         self.seen.add(message.message_id)
+        self.ids.append(message.message_id)
         self.messages.append(body)
         n = len(self.messages)
         self.ctx.event("aggregator_received", {"count": n})
@@ -51,17 +54,35 @@ class AggregatorAgent(Agent):
             self.ctx.complete_job(result)
 
     def snapshot_state(self) -> dict[str, Any]:
+        # Collected messages live in the log (stored incrementally), not in every snapshot.
         return {
             "config": self.config,
-            "messages": self.messages,
-            "seen_message_ids": sorted(self.seen),
+            "count": len(self.messages),
             "complete_on_message": self.complete_on_message,
             "complete_after": self.complete_after,
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
-        self.messages = list(state.get("messages", []))
-        self.seen = set(state.get("seen_message_ids", []))
+        # Snapshots that carry the messages themselves are accepted too.
+        if "messages" in state:
+            self.restore_log(
+                [{"id": i, "body": b} for i, b in zip(state.get("seen_message_ids", []), state["messages"])]
+            )
+
+    def log_entries(self) -> list[Any]:
+        return [{"id": i, "body": b} for i, b in zip(self.ids, self.messages)]
+
+    def unsaved_log(self) -> list[tuple[int, Any]]:
+        start, self._saved = self._saved, len(self.messages)
+        return [
+            (pos + 1, {"id": self.ids[pos], "body": self.messages[pos]}) for pos in range(start, self._saved)
+        ]
+
+    def restore_log(self, entries: list[Any]) -> None:
+        self.ids = [e["id"] for e in entries]
+        self.messages = [e["body"] for e in entries]
+        self.seen = set(self.ids)
+        self._saved = len(entries)
 
     def inspect_state(self) -> dict[str, Any]:
         # Light on purpose: this view is persisted on every flush while the agent is busy.

@@ -93,5 +93,19 @@ class Agent:
         """The view shown by ``inspect_agents`` as ``current_state``."""
         return self.snapshot_state()
 
+    # An agent whose state grows without bound (an aggregator's collected messages) keeps
+    # that part in an append-only log, stored incrementally instead of in every snapshot.
+
+    def log_entries(self) -> list[Any]:
+        """The whole log (JSON-safe entries, oldest first)."""
+        return []
+
+    def unsaved_log(self) -> list[tuple[int, Any]]:
+        """``(position, entry)`` for entries appended since the last call; they count as saved."""
+        return []
+
+    def restore_log(self, entries: list[Any]) -> None:
+        """Restore the log from :meth:`log_entries` (after :meth:`restore_state`)."""
+
     async def stop(self) -> None:
         """Release what the agent holds (kill child processes, …). Must be idempotent."""

@@ -39,6 +39,11 @@ TERMINAL_AGENT_STATES = frozenset({COMPLETED, FAILED, CANCELLED, STOPPED})
 NO_MAIL: tuple[()] = ()
 
 
+def log_key(agent_id: str) -> str:
+    """Where an agent's log is stored: beside the mailboxes, under a key no mailbox uses."""
+    return f"#log:{agent_id}"
+
+
 class AgentCell:
     """Hosts one agent of a running job."""
 
@@ -56,6 +61,7 @@ class AgentCell:
         "job",
         "job_id",
         "last_error",
+        "log_backlog",
         "mailbox",
         "max_queue",
         "node",
@@ -106,6 +112,8 @@ class AgentCell:
         self.persisted = 0
         self.pruned = 0
         self.restarts = 0
+        #: Log rows taken from a replaced agent (restart in place) and not yet stored.
+        self.log_backlog: list[tuple[str, int, dict[str, Any]]] = []
         self.current: Message | None = None
         self.last_error: str | None = None
         self.task: asyncio.Task[None] | None = None
@@ -316,6 +324,12 @@ class AgentCell:
         self.dirty = True
         details = exc.details if isinstance(exc, AgentError) else {}
         self.job.fail(self.agent_id, error, details)
+
+    def unsaved_log(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """New entries of the agent's append-only log, as rows under :func:`log_key`."""
+        key = log_key(self.agent_id)
+        rows, self.log_backlog = self.log_backlog, []
+        return rows + [(key, pos, entry) for pos, entry in self.agent.unsaved_log()]
 
     def unsaved_mail(self) -> list[tuple[str, int, dict[str, Any]]]:
         """Queued messages not yet in the store, as ``(agent_id, position, message)`` rows.

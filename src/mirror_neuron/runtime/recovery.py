@@ -20,6 +20,7 @@ from ..messages import Message, from_dict
 from ..store.base import TERMINAL_STATUSES
 from . import cell as states
 from . import control, remote
+from .cell import log_key
 
 if TYPE_CHECKING:
     from .cell import AgentCell
@@ -58,8 +59,10 @@ def restart_in_place(cell: AgentCell, error: str, message: Message) -> bool:
         return False
     cell.restarts += 1
     job.event("agent_recovery_started", cell.agent_id, None, {"attempt": cell.restarts, "error": error})
+    cell.log_backlog += cell.unsaved_log()  # the old agent's entries not stored yet
     fresh = create_agent(cell.node, cell)
     fresh.restore_state(cell.agent.snapshot_state())
+    fresh.restore_log(cell.agent.log_entries())
     cell.agent = fresh
     _requeue(cell, message)
     job.event("agent_recovered", cell.agent_id, None, {"attempt": cell.restarts})
@@ -144,6 +147,7 @@ def restore(
         try:
             cell.agent = create_agent(cell.node, cell)
             _restore_cell(job, cell, snapshots.get(cell.agent_id), mail.get(cell.agent_id, []))
+            cell.agent.restore_log([entry for _, entry in mail.get(log_key(cell.agent_id), [])])
         except Exception as exc:
             # Never a silent fresh start: the job fails loudly and the stored data stays.
             job.keep_snapshots = True

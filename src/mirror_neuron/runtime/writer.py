@@ -74,6 +74,7 @@ class StoreWriter:
                 if cell.dirty and not job.keep_snapshots:
                     cell.dirty = False
                     snaps.append(cell.snapshot())
+                    mail += cell.unsaved_log()
                     if cell.appended > cell.persisted and not job.terminal:
                         mail += cell.unsaved_mail()
                     upto = cell.appended if job.terminal else cell.taken
