@@ -63,6 +63,9 @@ class Config:
     heartbeat_interval: float = 2.0
     #: Listen on a per-user Unix socket so other processes can control this runtime's jobs.
     control: bool = True
+    #: Whether bundles may run executors unsandboxed (``runner: "host_local"``). ``mn run``
+    #: allows it (you run your own bundle); ``mn serve`` refuses it unless told otherwise.
+    allow_host_local: bool = True
     #: Generation-0 GC threshold while a runtime runs (None leaves the interpreter's).
     #: Millions of short-lived messages otherwise trigger collections over every live one.
     gc_threshold: int | None = 50_000

@@ -64,7 +64,12 @@ def serve(tmp: Path, **settings: Any) -> ServerThread:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     """One server for the whole session (short heartbeat so tests can see one)."""
-    with serve(tmp_path_factory.mktemp("server"), heartbeat=0.2, max_body_bytes=4 * 1024 * 1024) as srv:
+    with serve(
+        tmp_path_factory.mktemp("server"),
+        heartbeat=0.2,
+        max_body_bytes=4 * 1024 * 1024,
+        allow_host_local=True,
+    ) as srv:
         yield srv
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from builders import manifest, router
 
-from .conftest import ServerThread, collect
+from .conftest import ServerThread, collect, serve
 
 EMIT_TO_GHOST = """
 import json
@@ -155,3 +155,15 @@ def test_broken_or_incomplete_uploads_are_rejected(api: httpx.Client) -> None:
     assert response.status_code == 422 and "missing payloads/" in response.json()["error"]
     response = upload(api, make_zip(bundle_entries({"manifest_version": "1.0", "nodes": []})))
     assert response.status_code == 422 and "graph_id is required" in response.json()["errors"]
+
+
+def test_a_server_refuses_unsandboxed_executors_unless_allowed(tmp_path: Path) -> None:
+    data = manifest(
+        [{"node_id": "w", "agent_type": "executor", "config": {"runner": "host_local", "command": "id"}}]
+    )
+    with serve(tmp_path) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=30) as api:
+        refused = api.post("/jobs", json=data)
+        assert refused.status_code == 422
+        assert "host_local" in refused.json()["error"] and "--allow-host-local" in refused.json()["error"]
+        assert upload(api, make_zip(bundle_entries(data))).status_code == 422
+        assert api.get("/jobs").json()["data"] == []

@@ -48,14 +48,26 @@ def create_agent(node: Node, ctx: AgentContext) -> Agent:
     return agent_class(node.kind)(node, ctx)
 
 
+def _runner(node: Node) -> str | None:
+    from ..execution.settings import runner_kind
+
+    try:
+        return runner_kind(node.config)
+    except Exception:  # an unknown runner is reported by check_executor_node
+        return None
+
+
 def preflight(bundle: Bundle, config: Config) -> None:
     """Checks that need the runtime's configuration (executor pools), before anything starts."""
-    problems = [
-        problem
-        for node in bundle.manifest.nodes
-        if node.kind == "executor"
-        for problem in check_executor_node(node, bundle.payloads_path, config)
-    ]
+    executors = [node for node in bundle.manifest.nodes if node.kind == "executor"]
+    problems = [p for node in executors for p in check_executor_node(node, bundle.payloads_path, config)]
+    if not config.allow_host_local:
+        problems += [
+            f"executor node {node.node_id} asks for the host_local runner (no sandbox), which this "
+            "runtime does not allow; use the default sandbox runner (mn serve --allow-host-local permits it)"
+            for node in executors
+            if _runner(node) == "host_local"
+        ]
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
 

@@ -92,12 +92,21 @@ def run(
     help="Bearer token every request must carry (required off loopback; prefer the env variable).",
 )
 @click.option("--store", "store_url", default=None, help="Store URL (overrides the global --store).")
+@click.option(
+    "--allow-host-local",
+    is_flag=True,
+    help='Let submitted bundles run executors without the sandbox (runner: "host_local").',
+)
 @click.pass_obj
-def serve(obj: Context, host: str, port: int, token: str | None, store_url: str | None) -> None:
+def serve(
+    obj: Context, host: str, port: int, token: str | None, store_url: str | None, allow_host_local: bool
+) -> None:
     """Host jobs in this process behind the REST API at /api/v1 (docs at /docs)."""
     from .commands import serve_command
 
-    serve_command(obj.config, host=host, port=port, token=token, store_url=store_url)
+    serve_command(
+        obj.config, host=host, port=port, token=token, store_url=store_url, allow_host_local=allow_host_local
+    )
 
 
 @cli.group()

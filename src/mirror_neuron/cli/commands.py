@@ -333,13 +333,16 @@ async def _follow(config: Config, job_id: str, *, as_json: bool, after: int) -> 
                 sys.stdout.flush()
 
 
-def serve_command(config: Config, *, host: str, port: int, token: str | None, store_url: str | None) -> None:
+def serve_command(
+    config: Config, *, host: str, port: int, token: str | None, store_url: str | None, allow_host_local: bool
+) -> None:
     from ..server import ServerSettings
     from ..server.serve import serve
 
     if store_url:
         config = config.with_(store_url=store_url)
-    serve(config, ServerSettings(host=host, port=port, token=token or None))
+    settings = ServerSettings(host=host, port=port, token=token or None, allow_host_local=allow_host_local)
+    serve(config, settings)
 
 
 def remote_run_command(

@@ -28,8 +28,8 @@ OPEN_PATHS = frozenset({"/api/v1/health"})
 
 def create_app(config: Config | None = None, settings: ServerSettings | None = None) -> FastAPI:
     """Build the app. Nothing starts until the ASGI server runs its lifespan."""
-    config = config or Config.from_env()
     settings = settings or ServerSettings()
+    config = (config or Config.from_env()).with_(allow_host_local=settings.allow_host_local)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

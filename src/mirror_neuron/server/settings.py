@@ -35,3 +35,6 @@ class ServerSettings:
     heartbeat: float = 15.0
     #: Longest a single ``/wait`` call holds its connection; clients call again.
     max_wait: float = 300.0
+    #: Run submitted executors outside the sandbox when a bundle asks (``runner: host_local``).
+    #: Off by default: whoever can submit a bundle could otherwise run anything on this host.
+    allow_host_local: bool = False
