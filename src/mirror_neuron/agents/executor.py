@@ -130,8 +130,13 @@ class ExecutorAgent(Agent):
         structured = parse_structured(stdout)
         self.runs += 1
         if structured is not None and structured.has_next_state:
-            self.agent_state = structured.next_state
-        self.last_output_payload, self.last_result, self.last_error = output, result, None
+            self.agent_state = _json_safe(structured.next_state)
+        # Kept JSON-safe from here on, so snapshots (taken on every commit) need no conversion.
+        self.last_output_payload, self.last_result, self.last_error = (
+            _json_safe(output),
+            _json_safe(result),
+            None,
+        )
         self.ctx.event(
             "sandbox_job_completed",
             {
@@ -184,7 +189,7 @@ class ExecutorAgent(Agent):
                 outcome.run.exit_code,
                 outcome.attempts,
             )
-            self.last_result = {**outcome.result, "attempts": attempts, "lease": lease.to_dict()}
+            self.last_result = _json_safe({**outcome.result, "attempts": attempts, "lease": lease.to_dict()})
         self.ctx.event(
             "sandbox_job_failed",
             {
@@ -208,23 +213,30 @@ class ExecutorAgent(Agent):
     def snapshot_state(self) -> dict[str, Any]:
         return {
             "runs": self.runs,
-            "agent_state": _json_safe(self.agent_state),
-            "last_output_payload": _json_safe(self.last_output_payload),
-            "last_result": _json_safe(self.last_result),
+            "agent_state": self.agent_state,
+            "last_output_payload": self.last_output_payload,
+            "last_result": self.last_result,
             "last_error": self.last_error,
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         runs = state.get("runs", 0)
         self.runs = runs if isinstance(runs, int) and not isinstance(runs, bool) else 0
-        self.agent_state = state.get("agent_state", {})
+        self.agent_state = _json_safe(state.get("agent_state", {}))
         self.last_output_payload = state.get("last_output_payload")
         self.last_result = state.get("last_result")
         self.last_error = state.get("last_error")
 
     def inspect_state(self) -> dict[str, Any]:
+        # The last output (its input and full stdout again) is left to the recovery state.
         running = len(self._executor.tracker.running) if self._executor is not None else 0
-        return {**self.snapshot_state(), "running_commands": running}
+        return {
+            "runs": self.runs,
+            "agent_state": self.agent_state,
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "running_commands": running,
+        }
 
     async def stop(self) -> None:
         """Kill running commands (their whole process groups); idempotent."""
