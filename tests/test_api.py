@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,36 +112,13 @@ async def test_the_asyncio_api_mirrors_the_synchronous_one(data_dir: Path) -> No
 
 def test_public_names_are_pinned() -> None:
     assert set(mn.__all__) == {
-        "AgentNotFound",
-        "Bundle",
-        "Config",
-        "Edge",
-        "ExecutionError",
-        "JobFailed",
-        "JobNotFound",
-        "JobStateError",
-        "JobTimeout",
-        "Manifest",
-        "ManifestError",
-        "Message",
-        "MessageError",
-        "MirrorNeuronError",
-        "Node",
-        "NotFound",
-        "Runtime",
-        "StoreError",
-        "__version__",
-        "events",
-        "inspect_agents",
-        "inspect_job",
-        "inspect_nodes",
-        "list_jobs",
-        "load_bundle",
-        "run_manifest",
-        "shutdown",
-        "validate_manifest",
-        "wait_for_job",
-    }
+        "AgentNotFound", "Bundle", "Config", "Edge", "ExecutionError", "JobFailed", "JobNotFound",
+        "JobStateError", "JobTimeout", "MailboxFull", "Manifest", "ManifestError", "Message", "MessageError",
+        "MirrorNeuronError", "Node", "NotFound", "Runtime", "StoreError", "__version__", "cancel",
+        "cleanup_jobs", "dead_letters", "events", "inspect_agents", "inspect_job", "inspect_nodes",
+        "list_jobs", "load_bundle", "pause", "recover_job", "redrive", "resume", "run_manifest",
+        "send_message", "shutdown", "validate_manifest", "wait_for_job",
+    }  # fmt: skip
     for name in mn.__all__:
         assert getattr(mn, name) is not None
 
@@ -155,3 +134,46 @@ def test_inspect_nodes_shows_this_runtime_and_its_pools(api: Path) -> None:
         "queued": 0,
         "active": 0,
     }
+
+
+def test_the_control_functions_steer_a_job_run_by_another_process(api: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    (bundle / "payloads").mkdir(parents=True)
+    (bundle / "manifest.json").write_text(
+        json.dumps(manifest([router("a"), aggregator("sink", complete_after=3)], [("a", "sink", "init")]))
+    )
+    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(api)}
+    other = subprocess.Popen(
+        [sys.executable, "-m", "mirror_neuron", "run", "--json", str(bundle)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_id = _first_job_id()
+        assert mn.pause(job_id)["status"] == "paused"
+        assert mn.inspect_job(job_id)["status"] == "paused"
+        assert mn.send_message(job_id, "sink", {"n": 1})["status"] == "enqueued"
+        with pytest.raises(mn.AgentNotFound):
+            mn.send_message(job_id, "ghost", {})
+        assert mn.resume(job_id)["status"] == "running"
+        mn.send_message(job_id, "sink", {"n": 2})
+        assert mn.wait_for_job(job_id, timeout=30)["result"]["output"]["messages"] == [{}, {"n": 1}, {"n": 2}]
+        with pytest.raises(mn.JobStateError):
+            mn.cancel(job_id)
+        out, _ = other.communicate(timeout=30)
+        assert json.loads(out)["status"] == "completed"
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.communicate()
+
+
+def _first_job_id() -> str:
+    for _ in range(500):
+        jobs = mn.list_jobs()
+        if jobs and jobs[0]["status"] == "running":
+            return jobs[0]["job_id"]
+        time.sleep(0.02)  # another process's store: no event to await
+    raise AssertionError("the other process never started its job")

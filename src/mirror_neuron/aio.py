@@ -92,3 +92,40 @@ async def inspect_nodes() -> list[dict[str, Any]]:
     rt = await runtime()
     others = [n for n in await live_runtimes() if n.get("control") != rt.control_endpoint]
     return [rt.inspect_node(), *others]
+
+
+async def pause(job_id: str) -> dict[str, Any]:
+    """Pause a running job (wherever it runs on this machine): agents stop after their current message."""
+    return await (await runtime()).pause(job_id)
+
+
+async def resume(job_id: str) -> dict[str, Any]:
+    """Resume a paused job: each agent processes what accumulated, oldest first."""
+    return await (await runtime()).resume(job_id)
+
+
+async def cancel(job_id: str) -> dict[str, Any]:
+    """Cancel a running or paused job: scripts are killed, queued messages dropped."""
+    return await (await runtime()).cancel(job_id)
+
+
+async def send_message(job_id: str, agent_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Deliver a message (flat or envelope form) to one agent, bypassing edges; durable when it returns."""
+    return await (await runtime()).send_message(job_id, agent_id, message)
+
+
+async def dead_letters(job_id: str) -> list[dict[str, Any]]:
+    return await (await runtime()).dead_letters(job_id)
+
+
+async def redrive(job_id: str, letter_id: int, agent_id: str | None = None) -> dict[str, Any]:
+    return await (await runtime()).redrive(job_id, letter_id, agent_id)
+
+
+async def recover_job(job_id: str) -> str:
+    """Resume, in this process, a job whose runtime died; returns its id."""
+    return await (await runtime()).recover(job_id)
+
+
+async def cleanup_jobs(*, all: bool = False) -> dict[str, Any]:
+    return await (await runtime()).cleanup(all=all)

@@ -126,3 +126,51 @@ def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> lis
 def inspect_nodes() -> list[dict[str, Any]]:
     """This process's runtime and every other live one on the machine, with executor pool stats."""
     return _call(aio.inspect_nodes())
+
+
+def pause(job_id: str) -> dict[str, Any]:
+    """Pause a running job, wherever it runs on this machine (this process, ``mn run``, ``mn serve``).
+
+    Raises:
+        JobNotFound: unknown job. JobStateError: the job is not running.
+    """
+    return _call(aio.pause(job_id))
+
+
+def resume(job_id: str) -> dict[str, Any]:
+    """Resume a paused job. Raises ``JobStateError`` when it is not paused."""
+    return _call(aio.resume(job_id))
+
+
+def cancel(job_id: str) -> dict[str, Any]:
+    """Cancel a running or paused job (result ``{"reason": "cancelled by operator"}``)."""
+    return _call(aio.cancel(job_id))
+
+
+def send_message(job_id: str, agent_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Enqueue a message in one agent's mailbox, bypassing edges; returns once it is durable.
+
+    Raises:
+        JobNotFound, AgentNotFound, JobStateError (ended job), MailboxFull, MessageError.
+    """
+    return _call(aio.send_message(job_id, agent_id, message))
+
+
+def dead_letters(job_id: str) -> list[dict[str, Any]]:
+    """Messages that could not be delivered (each with an ``id`` for :func:`redrive`)."""
+    return _call(aio.dead_letters(job_id))
+
+
+def redrive(job_id: str, letter_id: int, agent_id: str | None = None) -> dict[str, Any]:
+    """Deliver a dead letter again, to its original agent or to ``agent_id``."""
+    return _call(aio.redrive(job_id, letter_id, agent_id))
+
+
+def recover_job(job_id: str) -> str:
+    """Resume a job whose runtime died, in this process's runtime, from its last commit."""
+    return _call(aio.recover_job(job_id))
+
+
+def cleanup_jobs(*, all: bool = False) -> dict[str, Any]:
+    """Delete ended jobs (with ``all``, every job not hosted here) and their data."""
+    return _call(aio.cleanup_jobs(all=all))
