@@ -139,3 +139,25 @@ async def test_an_unknown_pool_is_refused_before_the_job_starts(tmp_path: Path) 
         with pytest.raises(ManifestError, match="gpu"):
             await rt.submit(data)
         assert await rt.list_jobs() == []
+
+
+async def test_a_missing_sandbox_is_reported_before_the_job_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mirror_neuron.agents as agents
+    from mirror_neuron import ExecutionError
+
+    monkeypatch.setattr(agents, "sandbox_available", lambda: (False, "bubblewrap (bwrap) is not installed"))
+    data = manifest([{"node_id": "w", "agent_type": "executor", "config": {"command": "true"}}])
+    async with Runtime(Config(store_url="memory://")) as rt:
+        with pytest.raises(ExecutionError, match=r"executor node\(s\) w need the sandbox.*not installed"):
+            await rt.submit(data)
+        assert await rt.list_jobs() == []
+        trusted = manifest(
+            [
+                {
+                    "node_id": "w",
+                    "agent_type": "executor",
+                    "config": {"command": "true", "runner": "host_local"},
+                }
+            ]
+        )
+        assert await rt.submit(trusted)  # opting into host_local is never blocked by it

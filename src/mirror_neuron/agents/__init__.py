@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..bundle import register_node_check
-from ..errors import ManifestError
-from ..execution import check_executor_node
+from ..errors import ExecutionError, ManifestError
+from ..execution import check_executor_node, sandbox_available
 from .aggregator import AggregatorAgent
 from .base import Agent, AgentContext, AgentError
 from .router import RouterAgent
@@ -70,6 +70,13 @@ def preflight(bundle: Bundle, config: Config) -> None:
         ]
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
+    sandboxed = [node.node_id for node in executors if _runner(node) == "sandbox"]
+    if sandboxed:
+        ok, why = sandbox_available()
+        if not ok:  # say so before anything starts; never fall back to running unsandboxed
+            raise ExecutionError(
+                f"executor node(s) {', '.join(sandboxed)} need the sandbox, which is unavailable: {why}"
+            )
 
 
 __all__ = [
