@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import (
+    ExecutionError,
     JobStateError,
     JobTimeout,
     MailboxFull,
@@ -51,6 +52,7 @@ STATUS: tuple[tuple[type[MirrorNeuronError], int], ...] = (
     (UploadTooLarge, 413),
     (BadUpload, 400),
     (StoreError, 503),
+    (ExecutionError, 503),  # e.g. this host cannot provide the sandbox
     (MirrorNeuronError, 400),
 )
 
