@@ -19,8 +19,10 @@ command cannot raise them again.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +34,9 @@ from ..errors import SandboxUnavailable, StagingError
 from ..staging import chown_tree
 from .base import RunResult, RunSpec, decode, from_process, shell_script
 from .process import ProcessOutput, run_owned
+
+#: Longest wait for a sandbox's processes to be gone after bwrap itself exited.
+GONE_TIMEOUT = 5.0
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -173,12 +178,37 @@ def _popen_user() -> dict[str, Any]:
     return {"user": SANDBOX_UID, "group": SANDBOX_GID, "extra_groups": []}
 
 
-def _read_available(fd: int) -> bytes:
+def _read_available(fd: int, size: int = 64) -> bytes:
     os.set_blocking(fd, False)
     try:
-        return os.read(fd, 64)
+        return os.read(fd, size)
     except BlockingIOError:
         return b""
+
+
+async def _sandbox_gone(info: bytes, timeout: float = GONE_TIMEOUT) -> None:
+    """Wait until the sandbox's first process (its PID namespace's init) has exited.
+
+    bwrap's own exit does not mean the sandbox is empty: its child dies of
+    ``--die-with-parent`` a moment later, and the kernel kills and reaps every process of the
+    namespace before that init is gone. Waiting for it makes "stopped" mean "no process left".
+    """
+    try:
+        pid = int(json.loads(info)["child-pid"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, OSError):
+        return  # never started, or already gone
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+    try:
+        async with asyncio.timeout(timeout):
+            await gone
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 @functools.cache
@@ -223,13 +253,23 @@ class BwrapRunner:
                 f"workdir {spec.workdir} is outside {spec.root}, the only directory the sandbox sees"
             )
         started_r, started_w = os.pipe()
+        info_r, info_w = os.pipe()
         args_fd = _args_fd(sandbox_options(spec, sandbox_etc(spec.staging_dir.parent)))
         try:
-            argv = [bwrap, "--args", str(args_fd), "--", *sandbox_command(spec, started_w)]
-            out = await self._run(argv, spec, (started_w, args_fd))
+            argv = [
+                bwrap,
+                "--args",
+                str(args_fd),
+                "--info-fd",
+                str(info_w),
+                "--",
+                *sandbox_command(spec, started_w),
+            ]
+            out = await self._run(argv, spec, (started_w, args_fd, info_w))
             started = bool(_read_available(started_r))
+            await _sandbox_gone(_read_available(info_r, 4096))
         finally:
-            for fd in (started_r, started_w, args_fd):
+            for fd in (started_r, started_w, info_r, info_w, args_fd):
                 os.close(fd)
         if not started and not out.timed_out and not out.stopped:
             detail = decode(out.stderr).strip() or f"bwrap exited with status {out.returncode}"
