@@ -71,7 +71,6 @@ class Config:
     gc_threshold: int | None = 50_000
     #: Name of this runtime node (recorded on jobs and snapshots).
     node_name: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def pools(self) -> dict[str, int]:
         return {"default": self.executor_max_concurrency, **self.pool_capacities}

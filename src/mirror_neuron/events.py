@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 from ._time import iso
 from .ids import fmt
 
-TERMINAL_EVENTS = frozenset({"job_completed", "job_failed", "job_cancelled"})
 #: Field names of a message summary, which the runtime records as a bare tuple.
 SUMMARY_KEYS = ("message_id", "from", "to", "type", "class", "content_type", "content_encoding", "stream")
 

@@ -30,10 +30,6 @@ def fmt(mid: int | str | tuple[str, int, int] | None) -> str | None:
     return mid  # type: ignore[return-value]
 
 
-def message_id() -> str:
-    return f"{PREFIX}{next_id():x}"
-
-
 def job_id(graph_id: str) -> str:
     """``<graph_id>-<unix_ms>-<12 lowercase hex>``, the original's job id format."""
     return f"{graph_id}-{int(time.time() * 1000)}-{secrets.token_hex(6)}"

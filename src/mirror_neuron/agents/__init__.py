@@ -70,13 +70,22 @@ def preflight(bundle: Bundle, config: Config) -> None:
         ]
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
-    sandboxed = [node.node_id for node in executors if _runner(node) == "sandbox"]
-    if sandboxed:
-        ok, why = sandbox_available()
-        if not ok:  # say so before anything starts; never fall back to running unsandboxed
-            raise ExecutionError(
-                f"executor node(s) {', '.join(sandboxed)} need the sandbox, which is unavailable: {why}"
-            )
+    missing = sandbox_problem(bundle)
+    if missing is not None:  # say so before anything starts; never fall back to running unsandboxed
+        raise ExecutionError(missing)
+
+
+def sandbox_problem(bundle: Bundle) -> str | None:
+    """Why the bundle's sandboxed executors cannot run on this machine, or ``None`` when they can."""
+    sandboxed = [n.node_id for n in bundle.manifest.nodes if n.kind == "executor" and _runner(n) == "sandbox"]
+    if not sandboxed:
+        return None
+    ok, why = sandbox_available()
+    return (
+        None
+        if ok
+        else f"executor node(s) {', '.join(sandboxed)} need the sandbox, which is unavailable: {why}"
+    )
 
 
 __all__ = [
@@ -87,4 +96,6 @@ __all__ = [
     "RouterAgent",
     "SensorAgent",
     "create_agent",
+    "preflight",
+    "sandbox_problem",
 ]

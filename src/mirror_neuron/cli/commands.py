@@ -28,6 +28,13 @@ def _exit(code: int) -> None:
     raise click.exceptions.Exit(code)
 
 
+def _sandbox_warnings(bundle: Bundle) -> list[str]:
+    from ..agents import sandbox_problem
+
+    problem = sandbox_problem(bundle)
+    return [] if problem is None else [problem]
+
+
 def validate_command(config: Config, source: str, as_json: bool) -> None:
     bundle = validate_bundle(source)
     m = bundle.manifest
@@ -50,26 +57,6 @@ def validate_command(config: Config, source: str, as_json: bool) -> None:
     )
     for warning in summary["warnings"]:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _sandbox_warnings(bundle: Bundle) -> list[str]:
-    """Say so when executor nodes need the sandbox and this machine cannot provide it."""
-    from ..execution import sandbox_available
-    from ..execution.settings import runner_kind
-
-    sandboxed = [
-        n.node_id
-        for n in bundle.manifest.nodes
-        if n.kind == "executor" and runner_kind(n.config) == "sandbox"
-    ]
-    if not sandboxed:
-        return []
-    ok, why = sandbox_available()
-    if ok:
-        return []
-    return [
-        f"executor node(s) {', '.join(sandboxed)} run in the bubblewrap sandbox, which is unavailable: {why}"
-    ]
 
 
 def run_command(

@@ -308,22 +308,7 @@ class JobRun:
 
     async def _finalize(self) -> None:
         """Stop agents (killing child processes), persist the final state, wake waiters."""
-        stops = []
-        tasks = []
-        for cell in self.cells.values():
-            task = cell.task
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-                tasks.append(task)
-            if cell.agent is not None and cell.agent.is_async:
-                stops.append(cell.agent.stop())
-        if stops or tasks:
-            # Wait for the handlers to unwind too: they release executor leases on the way out.
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await asyncio.gather(*stops, *tasks, return_exceptions=True)
-            except TimeoutError:
-                self.event("agents_stop_timeout", None, {"seconds": STOP_TIMEOUT})
+        await self._stop_agents()
         for cell in self.cells.values():
             if cell.agent is not None and cell.agent.is_async:
                 cell.dirty = True  # stopping may have changed its state; the others are saved already
@@ -341,20 +326,32 @@ class JobRun:
 
     async def suspend(self) -> None:
         """Stop every agent at a message boundary without ending the job (it stays recoverable)."""
-        tasks = [c.task for c in self.cells.values() if c.task is not None]
-        for task in tasks:
-            task.cancel()  # the handler puts its message back (see AgentCell._drain_async)
-        stops = [c.agent.stop() for c in self.cells.values() if c.agent is not None and c.agent.is_async]
-        await asyncio.gather(*stops, *tasks, return_exceptions=True)
+        await self._stop_agents()  # a handler cancelled here puts its message back (AgentCell._drain_async)
         for cell in self.cells.values():
             cell.dirty = True
         self.record_dirty = True
         self.runtime.writer.mark(self)
         self.runtime.jobs.pop(self.job_id, None)
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+    async def _stop_agents(self) -> None:
+        """Cancel running handlers and stop async agents (their scripts), waiting, bounded, for both.
+
+        Waiting for the handlers matters: they release executor leases on the way out.
+        """
+        tasks = []
+        for cell in self.cells.values():
+            task = cell.task
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                tasks.append(task)
+        stops = [c.agent.stop() for c in self.cells.values() if c.agent is not None and c.agent.is_async]
+        if not (stops or tasks):
+            return
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await asyncio.gather(*stops, *tasks, return_exceptions=True)
+        except TimeoutError:
+            self.event("agents_stop_timeout", None, {"seconds": STOP_TIMEOUT})
 
 
 def final_agent_views(record: dict[str, Any], snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
