@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+from .policy import ExecutionPolicy, parse_limits_text
+
 ENV_PREFIXES = ("MIRROR_NEURON_", "MN_")
 
 
@@ -63,9 +66,10 @@ class Config:
     heartbeat_interval: float = 2.0
     #: Listen on a per-user Unix socket so other processes can control this runtime's jobs.
     control: bool = True
-    #: Whether bundles may run executors unsandboxed (``runner: "host_local"``). ``mn run``
-    #: allows it (you run your own bundle); ``mn serve`` refuses it unless told otherwise.
-    allow_host_local: bool = True
+    #: What bundles may ask of this host (unsandboxed runners, network, environment, limits).
+    #: The default trusts them (``mn run``: you run your own bundle); ``mn serve`` uses
+    #: :meth:`ExecutionPolicy.submitted` for bundles that clients send it.
+    policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
     #: Generation-0 GC threshold while a runtime runs (None leaves the interpreter's).
     #: Millions of short-lived messages otherwise trigger collections over every live one.
     gc_threshold: int | None = 50_000
@@ -97,5 +101,10 @@ class Config:
         temp = env("TEMP_DIR", None, environ)
         if temp:
             values["temp_dir"] = Path(temp).expanduser()
+        try:
+            limits = parse_limits_text(env("SANDBOX_LIMITS", None, environ))
+        except ValueError as exc:
+            raise ConfigError(f"MIRROR_NEURON_SANDBOX_LIMITS: {exc}") from None
+        values["policy"] = ExecutionPolicy(limits=limits, openshell_bin=env("OPENSHELL_BIN", None, environ))
         values.update(overrides)
         return cls(**values)

@@ -23,6 +23,10 @@ class MirrorNeuronError(Exception):
         return self.message
 
 
+class ConfigError(MirrorNeuronError):
+    """The runtime's own configuration (environment, flags, files) is invalid."""
+
+
 class ManifestError(MirrorNeuronError):
     """A job bundle or manifest could not be loaded or is invalid.
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from mirror_neuron.execution import contract
 from mirror_neuron.execution.errors import StagingError
-from mirror_neuron.execution.settings import ExecutorSettings, Limits, env_value
+from mirror_neuron.execution.settings import ExecutorSettings, env_value
+from mirror_neuron.policy import Limits
 from mirror_neuron.messages import normalize
 
 PATHS = contract.RuntimePaths("/sandbox/job")
@@ -193,6 +194,6 @@ def test_settings_defaults_match_the_original() -> None:
 
 
 def test_limits_render_as_one_ulimit_line() -> None:
-    limits = Limits(cpu_seconds=5, address_space_mb=256, file_size_mb=1, open_files=64, processes=32)
+    limits = Limits(cpu_seconds=5, memory_mb=256, file_size_mb=1, open_files=64, processes=32)
     assert limits.ulimit_command() == "ulimit -S -H -t 5 -v 262144 -f 1024 -n 64 -u 32"
     assert Limits().ulimit_command() == ""

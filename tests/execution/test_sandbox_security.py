@@ -16,7 +16,7 @@ import pytest
 from mirror_neuron.execution import Executor, ExecutorSettings, Invocation
 from mirror_neuron.execution.runners import BwrapRunner, RunSpec
 from mirror_neuron.execution.runners.bwrap import build_argv
-from mirror_neuron.execution.settings import SANDBOX_LIMITS
+from mirror_neuron.policy import SANDBOX_LIMITS
 from mirror_neuron.messages import normalize
 
 from .conftest import exists, processes_with, run_config, until_running, wait_gone, write
@@ -246,7 +246,7 @@ async def test_default_limits_are_in_place(payloads: Path, temp_root: Path) -> N
     lim = SANDBOX_LIMITS
     assert values == [
         str(lim.cpu_seconds),
-        str(lim.address_space_mb * 1024),  # type: ignore[operator]
+        str(lim.memory_mb * 1024),  # type: ignore[operator]
         str(lim.file_size_mb * 1024),  # type: ignore[operator]
         str(lim.open_files),
         str(lim.processes),

@@ -152,7 +152,7 @@ def test_validation_accepts_a_good_node(payloads: Path) -> None:
         "max_attempts": 3,
         "max_output_bytes": 1000,
         "pool": "default",
-        "limits": {"processes": 10, "memory_mb": None},
+        "limits": {"processes": 10, "memory_mb": 512},
     }
     assert check_executor_node(executor_node(config), payloads, Config()) == []
 

@@ -58,16 +58,9 @@ def _runner(node: Node) -> str | None:
 
 
 def preflight(bundle: Bundle, config: Config) -> None:
-    """Checks that need the runtime's configuration (executor pools), before anything starts."""
+    """Checks that need the runtime's configuration (pools, its execution policy), before anything starts."""
     executors = [node for node in bundle.manifest.nodes if node.kind == "executor"]
     problems = [p for node in executors for p in check_executor_node(node, bundle.payloads_path, config)]
-    if not config.allow_host_local:
-        problems += [
-            f"executor node {node.node_id} asks for the host_local runner (no sandbox), which this "
-            "runtime does not allow; use the default sandbox runner (mn serve --allow-host-local permits it)"
-            for node in executors
-            if _runner(node) == "host_local"
-        ]
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
     missing = sandbox_problem(bundle)

@@ -45,7 +45,7 @@ class ExecutorAgent(Agent):
         self._executor: Executor | None = None
         self._config_error: ExecutionError | None = None
         try:
-            self.settings = ExecutorSettings.from_config(node.config)
+            self.settings = ExecutorSettings.from_config(node.config, ctx.config.policy)
         except ExecutionError as exc:  # reported when a message arrives, like any run failure
             self.settings = ExecutorSettings()
             self._config_error = exc
@@ -250,7 +250,7 @@ class ExecutorAgent(Agent):
             raise AgentError(str(self._config_error), {"error": str(self._config_error), "attempts": 0})
         if self._executor is None:
             try:
-                self._executor = Executor(self.settings)
+                self._executor = Executor(self.settings, policy=self.ctx.config.policy)
             except ExecutionError as exc:
                 raise AgentError(str(exc), {"error": str(exc), "attempts": 0}) from exc
         return self._executor

@@ -97,15 +97,52 @@ def run(
     is_flag=True,
     help='Let submitted bundles run executors without the sandbox (runner: "host_local").',
 )
+@click.option(
+    "--allow-openshell",
+    is_flag=True,
+    help='Let submitted bundles hand executors to the OpenShell CLI (runner: "openshell").',
+)
+@click.option(
+    "--allow-network",
+    is_flag=True,
+    help="Let submitted sandboxes have a network (network: true); never this host's loopback or LAN.",
+)
+@click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="A variable of this server's environment that bundles may read with pass_env (repeatable).",
+)
 @click.pass_obj
 def serve(
-    obj: Context, host: str, port: int, token: str | None, store_url: str | None, allow_host_local: bool
+    obj: Context,
+    host: str,
+    port: int,
+    token: str | None,
+    store_url: str | None,
+    allow_host_local: bool,
+    allow_openshell: bool,
+    allow_network: bool,
+    pass_env: tuple[str, ...],
 ) -> None:
-    """Host jobs in this process behind the REST API at /api/v1 (docs at /docs)."""
+    """Host jobs in this process behind the REST API at /api/v1 (docs at /docs).
+
+    Submitted bundles run sandboxed, without network and without any of this server's
+    environment unless the --allow-* and --pass-env options say otherwise.
+    """
     from .commands import serve_command
 
     serve_command(
-        obj.config, host=host, port=port, token=token, store_url=store_url, allow_host_local=allow_host_local
+        obj.config,
+        host=host,
+        port=port,
+        token=token,
+        store_url=store_url,
+        allow_host_local=allow_host_local,
+        allow_openshell=allow_openshell,
+        allow_network=allow_network,
+        pass_env=pass_env,
     )
 
 

@@ -321,14 +321,31 @@ async def _follow(config: Config, job_id: str, *, as_json: bool, after: int) -> 
 
 
 def serve_command(
-    config: Config, *, host: str, port: int, token: str | None, store_url: str | None, allow_host_local: bool
+    config: Config,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    store_url: str | None,
+    allow_host_local: bool,
+    allow_openshell: bool = False,
+    allow_network: bool = False,
+    pass_env: tuple[str, ...] = (),
 ) -> None:
     from ..server import ServerSettings
     from ..server.serve import serve
 
     if store_url:
         config = config.with_(store_url=store_url)
-    settings = ServerSettings(host=host, port=port, token=token or None, allow_host_local=allow_host_local)
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        token=token or None,
+        allow_host_local=allow_host_local,
+        allow_openshell=allow_openshell,
+        allow_network=allow_network,
+        pass_env=tuple(pass_env),
+    )
     serve(config, settings)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..messages import Message
+from ..policy import ExecutionPolicy
 from . import contract
 from .errors import StagingError
 from .result import failure_message, redact_run, result_dict, secret_values, tail
@@ -71,9 +72,12 @@ def sandbox_name(prefix: str, job_id: str, agent_id: str, invocation: int, attem
 class Executor:
     """Runs invocations for one node; holds the parsed settings, runner and process tracker."""
 
-    def __init__(self, settings: ExecutorSettings, runner: Runner | None = None) -> None:
+    def __init__(
+        self, settings: ExecutorSettings, runner: Runner | None = None, policy: ExecutionPolicy | None = None
+    ) -> None:
         self.settings = settings
-        self.runner = runner or runner_for(settings.runner)
+        self.policy = policy or ExecutionPolicy()
+        self.runner = runner or runner_for(settings.runner, self.policy)
         self.tracker = ProcessTracker()
         self.stopping = False
         self.uploads = plan_uploads(settings.raw, settings.sandbox_root)
@@ -83,7 +87,7 @@ class Executor:
     ) -> Outcome:
         """Run with retries: another attempt only for transient failures (stderr or runner error)."""
         s = self.settings
-        secrets = secret_values(s.environment, contract.passed_env(s.pass_env, inv.environ))
+        secrets = secret_values(s.environment, self._passed_env(inv))
         attempt = 1
         while True:
             run, result = await self.attempt(inv, attempt, secrets)
@@ -168,7 +172,7 @@ class Executor:
             workflow=contract.workflow_from_headers(inv.message.headers),
         )
         env.update(s.environment)
-        env.update(contract.passed_env(s.pass_env, inv.environ))
+        env.update(self._passed_env(inv))
         values = contract.placeholder_values(paths, workdir, inv.job_id, inv.agent_id)
         return RunSpec(
             name=name,
@@ -189,6 +193,11 @@ class Executor:
             payloads_path=inv.payloads_path,
             tracker=self.tracker,
         )
+
+    def _passed_env(self, inv: Invocation) -> dict[str, str]:
+        """``pass_env``, only the variables the policy lets bundles read (checked at submit too)."""
+        names = [name for name in self.settings.pass_env if self.policy.passes(name)]
+        return contract.passed_env(names, inv.environ)
 
     async def stop(self) -> None:
         """Kill every running command (whole process groups) and start no new attempt; idempotent."""

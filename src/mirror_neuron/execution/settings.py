@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..policy import SANDBOX_LIMITS, ExecutionPolicy, Limits
 from .errors import RunnerError
 
 DEFAULT_SANDBOX_ROOT = "/sandbox/job"
@@ -59,61 +60,6 @@ def runner_kind(config: Mapping[str, Any]) -> str:
             'or runner: "host_local" (trusted code, no isolation)'
         )
     return kind
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Resource limits (``setrlimit``) applied inside the run; ``None`` means unlimited."""
-
-    cpu_seconds: int | None = None
-    address_space_mb: int | None = None
-    file_size_mb: int | None = None
-    open_files: int | None = None
-    processes: int | None = None
-
-    def ulimit_command(self) -> str:
-        """A ``ulimit`` line for bash setting soft and hard limits (cannot be raised again)."""
-        parts: list[str] = []
-        for flag, value, scale in (
-            ("-t", self.cpu_seconds, 1),
-            ("-v", self.address_space_mb, 1024),  # KiB
-            ("-f", self.file_size_mb, 1024),  # 1 KiB blocks in bash
-            ("-n", self.open_files, 1),
-            ("-u", self.processes, 1),
-        ):
-            if value is not None:
-                parts += [flag, str(value * scale)]
-        return "ulimit -S -H " + " ".join(parts) if parts else ""
-
-
-#: Defaults for the sandbox runner: large enough for ordinary scripts, small enough that
-#: a fork bomb or a memory hog hits a limit instead of the host.
-SANDBOX_LIMITS = Limits(
-    cpu_seconds=3600, address_space_mb=4096, file_size_mb=1024, open_files=1024, processes=256
-)
-LIMIT_KEYS = {
-    "cpu_seconds": "cpu_seconds",
-    "address_space_mb": "address_space_mb",
-    "memory_mb": "address_space_mb",
-    "file_size_mb": "file_size_mb",
-    "open_files": "open_files",
-    "processes": "processes",
-}
-
-
-def parse_limits(value: Any, defaults: Limits) -> Limits:
-    """Overlay ``config.limits`` on ``defaults``; ``null`` lifts a limit, bad values are ignored."""
-    if not isinstance(value, Mapping):
-        return defaults
-    fields = {name: getattr(defaults, name) for name in set(LIMIT_KEYS.values())}
-    for key, name in LIMIT_KEYS.items():
-        if key in value:
-            raw = value[key]
-            if raw is None:
-                fields[name] = None
-            elif positive_int(raw) is not None:
-                fields[name] = positive_int(raw)
-    return Limits(**fields)
 
 
 def positive_int(value: Any) -> int | None:
@@ -177,8 +123,10 @@ class ExecutorSettings:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ExecutorSettings:
-        """Parse a node config.
+    def from_config(
+        cls, config: Mapping[str, Any], policy: ExecutionPolicy | None = None
+    ) -> ExecutorSettings:
+        """Parse a node config under ``policy`` (its caps bound the limits and the output).
 
         Raises:
             RunnerError: unknown runner, or ``command`` that is neither a string nor a list.
@@ -192,7 +140,11 @@ class ExecutorSettings:
         environment = config.get("environment")
         pass_env = config.get("pass_env")
         root = str(config.get("sandbox_upload_path") or DEFAULT_SANDBOX_ROOT).rstrip("/") or "/"
-        default_limits = SANDBOX_LIMITS if runner == "sandbox" else Limits()
+        policy = policy or ExecutionPolicy()
+        # Limits and the output cap may only be lowered by a bundle. A host_local command is
+        # trusted code run like any other program of the operator's, without sandbox limits.
+        caps = policy.limits if runner == "sandbox" else Limits()
+        max_output = positive_int(config.get("max_output_bytes")) or DEFAULT_MAX_OUTPUT_BYTES
         return cls(
             runner=runner,
             command=command,
@@ -210,11 +162,11 @@ class ExecutorSettings:
             max_attempts=positive_int(config.get("max_attempts")) or 1,
             retry_backoff_ms=non_negative(config.get("retry_backoff_ms"), DEFAULT_BACKOFF_MS),
             timeout_seconds=positive_number(config.get("timeout_seconds")),
-            max_output_bytes=positive_int(config.get("max_output_bytes")) or DEFAULT_MAX_OUTPUT_BYTES,
+            max_output_bytes=min(max_output, policy.max_output_bytes),
             kill_grace_seconds=non_negative(config.get("kill_grace_seconds"), DEFAULT_KILL_GRACE_SECONDS),
             network=bool(config.get("network", False)),
             login_shell=bool(config.get("login_shell", False)),
-            limits=parse_limits(config.get("limits"), default_limits),
+            limits=caps.lowered(config.get("limits")),
             output_message_type=_output_type(config),
             complete_job=bool(config.get("complete_job", False)),
             name_prefix=str(

@@ -9,11 +9,13 @@ does not exist``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ..policy import MAX_OUTPUT_BYTES, SANDBOX_LIMITS, ExecutionPolicy, limit_problems
+from .contract import resolve_workdir
 from .errors import ExecutionError
-from .settings import DEFAULT_SANDBOX_ROOT, LIMIT_KEYS, runner_kind
+from .settings import DEFAULT_SANDBOX_ROOT, runner_kind
 from .staging import MissingUpload, plan_uploads, resolve_source
 
 if TYPE_CHECKING:
@@ -35,19 +37,113 @@ def check_executor_node(node: Node, payloads_path: Path | None, config: Config |
     if node.kind != "executor":
         return []
     cfg = node.config if isinstance(node.config, Mapping) else {}
-    problems = _runner(cfg) + _command(cfg) + _numbers(cfg) + _environment(cfg) + _limits(cfg)
-    problems += _uploads(cfg, payloads_path)
-    if config is not None:
-        problems += _pool(cfg, config)
+    policy = config.policy if config is not None else None
+    try:
+        runner: str | None = runner_kind(cfg)
+        problems = []
+    except ExecutionError as exc:
+        runner, problems = None, [str(exc)]
+    problems += _command(cfg) + _numbers(cfg) + _environment(cfg)
+    problems += _limits(cfg, runner, policy) + _paths(cfg, runner) + _uploads(cfg, payloads_path)
+    if config is not None and policy is not None:
+        problems += _pool(cfg, config) + _policy(cfg, runner, policy)
     return [f"executor node {node.node_id}: {p}" for p in problems]
 
 
-def _runner(cfg: Mapping[str, Any]) -> list[str]:
-    try:
-        runner_kind(cfg)
-    except ExecutionError as exc:
-        return [str(exc)]
-    return []
+def _policy(cfg: Mapping[str, Any], runner: str | None, policy: ExecutionPolicy) -> list[str]:
+    """What this runtime does not let bundles ask of its host (``mn serve``'s defaults refuse it all)."""
+    problems = []
+    if runner == "host_local" and not policy.allow_host_local:
+        problems.append(
+            "asks for the host_local runner (no sandbox), which this runtime does not allow; "
+            "use the default sandbox runner (mn serve --allow-host-local permits it)"
+        )
+    if runner == "openshell":
+        if not policy.allow_openshell:
+            problems.append(
+                "asks for the openshell runner, which hands the command to a program on this host; "
+                "this runtime does not allow it (mn serve --allow-openshell permits it)"
+            )
+        if not policy.trusts_host:
+            problems += _openshell_host_keys(cfg)
+    if cfg.get("network") and not policy.allow_network:
+        problems.append(
+            "asks for network: true, and this runtime gives bundles no network "
+            "(mn serve --allow-network permits a sandboxed network that never reaches this host)"
+        )
+    names = cfg.get("pass_env")
+    if isinstance(names, list):
+        refused = [str(n) for n in names if not policy.passes(str(n))]
+        if refused:
+            allowed = ", ".join(sorted(policy.pass_env or ())) or "none"
+            problems.append(
+                f"pass_env names {', '.join(refused)}, which this runtime does not pass to bundles "
+                f"(allowed: {allowed}; mn serve --pass-env NAME allows one)"
+            )
+    cap = policy.max_output_bytes
+    value = cfg.get("max_output_bytes")
+    if _is_number(value) and value > cap:
+        problems.append(
+            f"max_output_bytes {value} is above this runtime's cap of {cap}; bundles may only lower it"
+        )
+    return problems
+
+
+def _openshell_host_keys(cfg: Mapping[str, Any]) -> list[str]:
+    """OpenShell keys that name a program or a file on the host: an operator's settings, not a bundle's."""
+    problems = []
+    if cfg.get("sandbox_cli"):
+        problems.append(
+            "sandbox_cli names a program on this host to run; the OpenShell CLI comes only from the "
+            "runtime's configuration (MIRROR_NEURON_OPENSHELL_BIN)"
+        )
+    for key in ("policy", "ssh_key", "from"):
+        value = cfg.get(key)
+        if isinstance(value, str) and value and _names_host_path(value, key):
+            problems.append(f"{key} {value!r} names a path outside the bundle's payloads/; bundles may not")
+    return problems
+
+
+def _names_host_path(value: str, key: str) -> bool:
+    """An absolute, home-relative or climbing path (for ``from``: any path rather than an image name)."""
+    parts = PurePosixPath(value).parts
+    if value.startswith(("/", "~")) or ".." in parts:
+        return True
+    return key == "from" and (value.startswith(".") or "Dockerfile" in value)
+
+
+def _paths(cfg: Mapping[str, Any], runner: str | None) -> list[str]:
+    """The sandbox root and workdir must stay inside the sandbox's own directory."""
+    if runner not in ("sandbox", "openshell"):
+        return []  # host_local runs trusted code where the operator lets it
+    problems = []
+    root = cfg.get("sandbox_upload_path")
+    if root is not None:
+        parts = PurePosixPath(str(root)).parts
+        if (
+            not isinstance(root, str)
+            or not root.startswith("/sandbox")
+            or ".." in parts
+            or (len(parts) > 1 and parts[1] != "sandbox")
+        ):
+            problems.append(
+                "sandbox_upload_path must be a folder under /sandbox "
+                f"(the default is {DEFAULT_SANDBOX_ROOT}), got {root!r}"
+            )
+            return problems
+    sandbox_root = str(root or DEFAULT_SANDBOX_ROOT).rstrip("/") or "/"
+    workdir = cfg.get("workdir")
+    if isinstance(workdir, str) and workdir:
+        try:
+            resolved = resolve_workdir(workdir, sandbox_root, sandbox_root)
+        except ExecutionError as exc:
+            return [*problems, str(exc)]
+        if resolved != sandbox_root and not resolved.startswith(sandbox_root + "/"):
+            problems.append(
+                f"workdir {workdir} is outside {sandbox_root}, the only directory the sandbox sees "
+                "(use a path relative to it)"
+            )
+    return problems
 
 
 def _command(cfg: Mapping[str, Any]) -> list[str]:
@@ -98,21 +194,25 @@ def _environment(cfg: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _limits(cfg: Mapping[str, Any]) -> list[str]:
-    limits = cfg.get("limits")
-    if limits is None:
-        return []
-    if not isinstance(limits, Mapping):
-        return ["limits must be an object"]
-    problems = []
-    for key, value in limits.items():
-        if key not in LIMIT_KEYS:
-            problems.append(
-                f"limits.{key} is not a known limit (expected one of {', '.join(sorted(LIMIT_KEYS))})"
-            )
-        elif value is not None and not (_is_number(value) and value > 0 and int(value) == value):
-            problems.append(f"limits.{key} must be a positive integer or null, got {value!r}")
+def _limits(cfg: Mapping[str, Any], runner: str | None, policy: ExecutionPolicy | None) -> list[str]:
+    """A bundle's ``limits`` may only lower the runtime's caps (any value for trusted host_local code)."""
+    caps = (policy.limits if policy is not None else SANDBOX_LIMITS) if runner != "host_local" else None
+    problems = limit_problems(cfg.get("limits"), caps) if caps is not None else _host_limits(cfg)
+    value = cfg.get("max_output_bytes")
+    if policy is None and _is_number(value) and value > MAX_OUTPUT_BYTES:
+        problems.append(
+            f"max_output_bytes {value} is above the cap of {MAX_OUTPUT_BYTES}; bundles may only lower it"
+        )
     return problems
+
+
+def _host_limits(cfg: Mapping[str, Any]) -> list[str]:
+    from ..policy import Limits
+
+    limits = cfg.get("limits")
+    if isinstance(limits, Mapping):
+        limits = {k: v for k, v in limits.items() if v is not None}  # null: no limit, as without the key
+    return limit_problems(limits, Limits())
 
 
 def _uploads(cfg: Mapping[str, Any], payloads_path: Path | None) -> list[str]:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ..config import Config
+from ..policy import ExecutionPolicy
 from ..runtime import Runtime
 from .auth import BearerAuth, LocalOnly
 from .errors import install_error_handlers
@@ -29,7 +30,19 @@ OPEN_PATHS = frozenset({"/api/v1/health"})
 def create_app(config: Config | None = None, settings: ServerSettings | None = None) -> FastAPI:
     """Build the app. Nothing starts until the ASGI server runs its lifespan."""
     settings = settings or ServerSettings()
-    config = (config or Config.from_env()).with_(allow_host_local=settings.allow_host_local)
+    config = config or Config.from_env()
+    # Bundles come from clients: they get only what the operator allowed (the config's caps stay).
+    config = config.with_(
+        policy=ExecutionPolicy.submitted(
+            allow_host_local=settings.allow_host_local,
+            allow_openshell=settings.allow_openshell,
+            allow_network=settings.allow_network,
+            pass_env=settings.pass_env,
+            limits=config.policy.limits,
+            max_output_bytes=config.policy.max_output_bytes,
+            openshell_bin=config.policy.openshell_bin,
+        )
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -38,3 +38,10 @@ class ServerSettings:
     #: Run submitted executors outside the sandbox when a bundle asks (``runner: host_local``).
     #: Off by default: whoever can submit a bundle could otherwise run anything on this host.
     allow_host_local: bool = False
+    #: Hand submitted executors to the OpenShell CLI (``runner: openshell``); off by default.
+    allow_openshell: bool = False
+    #: Give submitted sandboxes a network of their own (``network: true``); off by default.
+    #: Even then a sandbox never reaches this host's loopback or private addresses.
+    allow_network: bool = False
+    #: Variables of the server's environment that bundles may copy with ``pass_env``.
+    pass_env: tuple[str, ...] = ()

@@ -38,9 +38,18 @@ _REPORT = "\n".join(
 )
 
 
-def find_cli(options: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
-    """``sandbox_cli``, else ``$MIRROR_NEURON_OPENSHELL_BIN``, else ``openshell`` on PATH."""
-    name = options.get("sandbox_cli") or environ.get("MIRROR_NEURON_OPENSHELL_BIN") or "openshell"
+def find_cli(
+    options: Mapping[str, Any],
+    environ: Mapping[str, str],
+    configured: str | None = None,
+    bundle_cli: bool = False,
+) -> str | None:
+    """The OpenShell CLI: the runtime's setting (``MIRROR_NEURON_OPENSHELL_BIN``), else ``openshell`` on PATH.
+
+    A bundle's ``sandbox_cli`` names a host program to run, so it counts only with
+    ``bundle_cli`` (a runtime that lets bundles run anything on the host anyway).
+    """
+    name = (options.get("sandbox_cli") if bundle_cli else None) or configured or "openshell"
     return shutil.which(str(name), path=environ.get("PATH"))
 
 
@@ -103,8 +112,12 @@ class OpenShellRunner:
 
     name: ClassVar[str] = "openshell"
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, cli: str | None = None, bundle_cli: bool = False
+    ) -> None:
         self.environ = os.environ if environ is None else environ
+        self.cli = cli if cli is not None else self.environ.get("MIRROR_NEURON_OPENSHELL_BIN")
+        self.bundle_cli = bundle_cli
 
     def root_for(self, staging: Path, sandbox_root: str) -> str:
         return sandbox_root
@@ -113,11 +126,11 @@ class OpenShellRunner:
         return None
 
     async def run(self, spec: RunSpec) -> RunResult:
-        cli = find_cli(spec.options, self.environ)
+        cli = find_cli(spec.options, self.environ, self.cli, self.bundle_cli)
         if cli is None:
             raise RunnerError(
-                'runner "openshell" needs the openshell CLI (config sandbox_cli, '
-                "MIRROR_NEURON_OPENSHELL_BIN or openshell on PATH)"
+                'runner "openshell" needs the openshell CLI '
+                "(MIRROR_NEURON_OPENSHELL_BIN, or openshell on PATH)"
             )
         out = await run_owned(
             create_argv(cli, spec),
