@@ -133,6 +133,7 @@ def test_inspect_nodes_shows_this_runtime_and_its_pools(api: Path) -> None:
         "available": 4,
         "queued": 0,
         "active": 0,
+        "jobs": 0,
     }
 
 

@@ -13,8 +13,10 @@ import pytest
 from builders import EXAMPLES, aggregator, manifest, router
 
 
-def mn(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(data_dir)}
+def mn(
+    *args: str, data_dir: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(data_dir), **(env or {})}
     env.pop("MIRROR_NEURON_STORE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "mirror_neuron", *args],
@@ -178,15 +180,24 @@ def test_unknown_store_url_is_a_clear_error(data: Path) -> None:
     assert out.returncode == 1 and "ftp://x" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_doctor_checks_python_store_sandbox_and_temp_dir(data: Path) -> None:
+def test_doctor_checks_python_store_sandbox_network_and_temp_dir(data: Path, tmp_path: Path) -> None:
     out = mn("doctor", "--json", data_dir=data)
     checks = {c["name"]: c for c in json.loads(out.stdout)}
-    assert set(checks) == {"python", "store", "sandbox", "temp dir"}
+    assert set(checks) == {"python", "store", "sandbox", "network", "temp dir"}
     assert checks["python"]["ok"] and checks["store"]["ok"]
     assert out.returncode == (0 if all(c["ok"] for c in checks.values()) else 1)
     broken = mn("--store", "sqlite:////proc/nope/x.db", "doctor", data_dir=data)
     assert broken.returncode == 1
     assert "FAIL store" in broken.stdout and "fix:" in broken.stdout
+    shared = tmp_path / "shared-temp"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # writable by anyone: another user could plant links in it
+    unsafe = mn("doctor", data_dir=data, env={"MIRROR_NEURON_TEMP_DIR": str(shared)})
+    assert (
+        unsafe.returncode == 1
+        and "FAIL temp dir" in unsafe.stdout
+        and "writable by group or others" in unsafe.stdout
+    )
 
 
 def test_job_list_shows_a_job_whose_runtime_is_gone(data: Path) -> None:

@@ -47,6 +47,8 @@ FORBIDDEN = {
     "mirror_neuron._json": ["mirror_neuron."],
     "mirror_neuron._time": ["mirror_neuron."],
     "mirror_neuron.ids": ["mirror_neuron."],
+    "mirror_neuron.names": ["mirror_neuron."],
+    "mirror_neuron.policy": ["mirror_neuron."],
     "mirror_neuron.messages": ["mirror_neuron.runtime", "mirror_neuron.agents", "mirror_neuron.store"],
     "mirror_neuron.bundle": ["mirror_neuron.runtime", "mirror_neuron.agents", "mirror_neuron.store"],
     "mirror_neuron.store": ["mirror_neuron.runtime", "mirror_neuron.agents", "mirror_neuron.execution"],

@@ -16,7 +16,7 @@ def iso(ts: float | str | None) -> str | None:
     """Format epoch seconds as ISO-8601 UTC with milliseconds (``2026-03-28T11:00:00.000Z``)."""
     global _last_ms, _last_second
     if ts is None or ts.__class__ is str:
-        return ts  # type: ignore[return-value]
+        return ts
     ms = int(ts * 1000)
     cached = _last_ms
     if cached[0] == ms:  # events come in bursts within one millisecond

@@ -6,6 +6,7 @@ module-level API) call it; library code receives a ``Config``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -55,7 +56,13 @@ class Config:
     #: Capacity of the ``default`` executor pool and of the named pools.
     executor_max_concurrency: int = 4
     pool_capacities: dict[str, int] = field(default_factory=dict)
-    temp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mirror_neuron")
+    #: The largest share of a pool's capacity one job may hold while other jobs wait for it
+    #: (``MIRROR_NEURON_POOL_JOB_SHARE``; 1.0: no cap, fair queueing alone).
+    pool_job_share: float = 1.0
+    #: Per user (``mirror_neuron-<uid>``), so another local user cannot pre-create it.
+    temp_dir: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / f"mirror_neuron-{os.geteuid()}"
+    )
     #: Default mailbox bound per agent.
     max_queue_size: int = 10_000
     #: How often buffered events/snapshots are written, and how many trigger an early write.
@@ -97,6 +104,7 @@ class Config:
             if concurrency.isdigit() and int(concurrency) > 0
             else 4,
             "pool_capacities": parse_pool_capacities(env("EXECUTOR_POOL_CAPACITIES", None, environ)),
+            "pool_job_share": _share(env("POOL_JOB_SHARE", None, environ)),
         }
         temp = env("TEMP_DIR", None, environ)
         if temp:
@@ -105,6 +113,50 @@ class Config:
             limits = parse_limits_text(env("SANDBOX_LIMITS", None, environ))
         except ValueError as exc:
             raise ConfigError(f"MIRROR_NEURON_SANDBOX_LIMITS: {exc}") from None
-        values["policy"] = ExecutionPolicy(limits=limits, openshell_bin=env("OPENSHELL_BIN", None, environ))
+        values["policy"] = ExecutionPolicy(
+            limits=limits,
+            openshell_bin=env("OPENSHELL_BIN", None, environ),
+            network_allow=_cidrs("SANDBOX_NETWORK_ALLOW", environ),
+            network_deny=_cidrs("SANDBOX_NETWORK_DENY", environ),
+            max_run_seconds=_seconds("MAX_RUN_SECONDS", environ),
+        )
         values.update(overrides)
         return cls(**values)
+
+
+def _share(text: str | None) -> float:
+    """``MIRROR_NEURON_POOL_JOB_SHARE``: a fraction in (0, 1]; unset means 1 (no cap)."""
+    if text is None:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"MIRROR_NEURON_POOL_JOB_SHARE must be a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def _seconds(name: str, environ: dict[str, str] | None) -> float | None:
+    """``MIRROR_NEURON_<name>``: a positive number of seconds, or unset."""
+    text = env(name, None, environ)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"MIRROR_NEURON_{name} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _cidrs(name: str, environ: dict[str, str] | None) -> tuple[str, ...]:
+    """``MIRROR_NEURON_<name>``: comma-separated IPv4 networks, e.g. ``10.20.0.15/32,10.30.0.0/16``."""
+    values = tuple(part.strip() for part in (env(name, None, environ) or "").split(",") if part.strip())
+    for value in values:
+        try:
+            ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ConfigError(f"MIRROR_NEURON_{name}: {value!r} is not an IPv4 network ({exc})") from None
+    return values

@@ -16,7 +16,11 @@ PREFIX = secrets.token_urlsafe(6)
 next_id = itertools.count(1).__next__
 
 
-def fmt(mid: int | str | tuple[str, int, int] | None) -> str | None:
+#: A message id as the hot path keeps it: a counter, a string, or ``(agent, invocation, index)``.
+MessageId = int | str | tuple[str, int, int]
+
+
+def fmt(mid: MessageId | None) -> str | None:
     """The public string form of an id kept as an int or a tuple on the hot path.
 
     Emitted messages get deterministic ids ``(agent, invocation, index)`` → ``"agent:7:0"``,

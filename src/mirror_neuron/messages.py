@@ -16,7 +16,7 @@ from typing import Any
 
 from ._time import iso, now
 from .errors import MessageError
-from .ids import fmt, next_id
+from .ids import MessageId, fmt, next_id
 
 SPEC_VERSION = "mn-msg/1"
 
@@ -113,7 +113,7 @@ class Message:
         sender: str = "runtime",
         to: str | None = None,
         cls: str = "event",
-        message_id: str | None = None,
+        message_id: MessageId | None = None,
         timestamp: float | str | None = None,
         correlation_id: str | None = None,
         causation_id: str | None = None,
@@ -131,9 +131,9 @@ class Message:
         self.job_id = job_id
         self.sender = sender
         self.to = to
-        self._mid: int | str = message_id or next_id()
+        self._mid: MessageId = message_id or next_id()
         self.timestamp = now() if timestamp is None else timestamp
-        self._cause: int | str | None = causation_id
+        self._cause: MessageId | None = causation_id
         self.meta = Meta(
             cls,
             correlation_id or next_id(),
@@ -161,7 +161,9 @@ class Message:
     priority = property(lambda self: self.meta.priority)
     ttl_ms = property(lambda self: self.meta.ttl_ms)
 
-    def child(self, sender: str, to: str, type: str, body: Any, message_id: str | None = None) -> Message:
+    def child(
+        self, sender: str, to: str, type: str, body: Any, message_id: MessageId | None = None
+    ) -> Message:
         """An emitted message that inherits what the original inherits (§3.4).
 
         Class, correlation, content type/encoding, headers, artifacts and stream carry
@@ -195,7 +197,7 @@ class Message:
         headers: dict | None = None,
         artifacts: list | None = None,
         stream: dict | None = None,
-        message_id: str | None = None,
+        message_id: MessageId | None = None,
     ) -> Message:
         """Like :meth:`child` with overrides; given headers are merged over the incoming ones."""
         m = self.child(sender, to, type, body, message_id)

@@ -178,8 +178,15 @@ class ExecutionPolicy:
     limits: Limits = SANDBOX_LIMITS
     #: The most output captured per stream and run; ``max_output_bytes`` may only lower it.
     max_output_bytes: int = MAX_OUTPUT_BYTES
+    #: The longest one run may take (wall clock; ``timeout_seconds`` may only lower it).
+    #: ``None``: no cap beyond the node's own. ``cpu_seconds`` does not stop a ``sleep``.
+    max_run_seconds: float | None = None
     #: The OpenShell CLI (an operator setting, never a bundle's: ``sandbox_cli`` is refused).
     openshell_bin: str | None = None
+    #: IPv4 CIDRs a networked sandbox may reach although they are private or this host's
+    #: (an internal API, say), and public CIDRs it may not: the operator's, never a bundle's.
+    network_allow: tuple[str, ...] = ()
+    network_deny: tuple[str, ...] = ()
 
     @classmethod
     def submitted(

@@ -14,6 +14,7 @@ from mirror_neuron.bundle import Manifest, load_bundle, manifest_from_data, vali
 from mirror_neuron.bundle.model import AGENT_ALIASES, TEMPLATES, TEMPLATES_BY_AGENT
 from mirror_neuron.bundle.normalize import build_manifest, normalize_document
 from mirror_neuron.errors import ManifestError
+from mirror_neuron.names import path_id_problem
 
 SCALARS = (
     st.none()
@@ -83,6 +84,13 @@ def template_for(kind: str) -> str:
     return TEMPLATES_BY_AGENT[AGENT_ALIASES.get(kind, kind)][-1]
 
 
+#: Ids the validator accepts: no controls, invisible or separator characters, no path syntax.
+VALID_ID = st.text(
+    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"), blacklist_characters="/\\"),
+    min_size=1,
+    max_size=6,
+).filter(lambda text: path_id_problem(text) is None)
+
 VALID_NODE = st.builds(
     lambda node_id, kind, role: {
         "node_id": node_id,
@@ -90,7 +98,7 @@ VALID_NODE = st.builds(
         "type": template_for(kind),
         "role": role,
     },
-    st.text(min_size=1, max_size=6),
+    VALID_ID,
     st.sampled_from([*TEMPLATES_BY_AGENT, *AGENT_ALIASES]),
     st.sampled_from([None, "root", "worker"]),
 )

@@ -39,9 +39,8 @@ def sandbox() -> None:
 
 @pytest.fixture
 def temp_root() -> Iterator[Path]:
-    """A staging root the unprivileged sandbox user can reach (pytest's tmp_path is 0700)."""
+    """A private temp dir (0700): the sandbox user never needs to reach it."""
     path = Path(tempfile.mkdtemp(prefix="mn-exec-test-", dir="/tmp"))
-    path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -102,6 +101,18 @@ def wait_gone(marker: str, timeout: float = 3.0) -> list[int]:
             return []
         time.sleep(0.02)
     return processes_with(marker)
+
+
+def staged_leftovers(temp_root: Path) -> list[str]:
+    """What runs left in a temp dir besides this process's run dir and its /etc copy."""
+    found = []
+    for name in os.listdir(temp_root):
+        path = temp_root / name
+        if name.startswith("run-") and path.is_dir():
+            found += [f"{name}/{n}" for n in os.listdir(path) if not n.startswith(".sandbox-etc")]
+        else:
+            found.append(name)
+    return found
 
 
 def read(path: str | Path) -> str:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from mirror_neuron.execution import contract
 from mirror_neuron.execution.errors import StagingError
 from mirror_neuron.execution.settings import ExecutorSettings, env_value
-from mirror_neuron.policy import Limits
 from mirror_neuron.messages import normalize
+from mirror_neuron.policy import Limits
 
 PATHS = contract.RuntimePaths("/sandbox/job")
 VALUES = contract.placeholder_values(PATHS, "/sandbox/job/app", "job-1", "worker")

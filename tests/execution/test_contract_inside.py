@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from mirror_neuron.execution.errors import StagingError
 from mirror_neuron.messages import normalize
 
-from .conftest import PY, exists, run_config, write
+from .conftest import PY, exists, run_config, staged_leftovers, write
 
 pytestmark = pytest.mark.usefixtures("sandbox")
 
@@ -152,7 +151,7 @@ async def test_sandbox_upload_path_moves_the_root(payloads: Path, temp_root: Pat
 async def test_missing_workdir_is_a_clear_error(payloads: Path, temp_root: Path) -> None:
     with pytest.raises(StagingError, match="workdir /sandbox/job/nowhere does not exist"):
         await run_config({"workdir": "/sandbox/job/nowhere", "command": "true"}, payloads, temp_root)
-    assert os.listdir(temp_root) == [] or all(n.startswith(".sandbox-etc") for n in os.listdir(temp_root))
+    assert staged_leftovers(temp_root) == []
 
 
 async def test_workdir_outside_the_sandbox_is_rejected(payloads: Path, temp_root: Path) -> None:

@@ -269,3 +269,53 @@ async def test_secrets_are_redacted_from_structured_events(payloads: Path, temp_
     await agent.handle_async(message())
     assert ctx.events("leak") == [{"t": "[REDACTED]"}]
     assert "s3cr3t-value" not in json.dumps(agent.snapshot_state())
+
+
+async def test_unreadable_structured_output_fails_the_run(payloads: Path, temp_root: Path) -> None:
+    write(payloads / "w.py", 'print(\'{"complete_job": {"v": "\\\\ud800"}}\')')
+    agent, ctx = make_agent({"upload_path": "w.py", "command": ["python3", "w.py"]}, payloads, temp_root)
+    with pytest.raises(AgentError, match="not valid JSON"):
+        await agent.handle_async(message())
+    assert next(p["reason"] for p in ctx.events("executor_output_invalid")).startswith("stdout looks like")
+    assert ctx.events("sandbox_job_failed")[0]["error"].startswith("stdout looks like structured output")
+    assert not [e for e in ctx.log if e[0] in ("complete", "emit", "emit_to")]
+    assert ctx.stored_run is None  # never replayed as a success after a crash
+
+
+async def test_output_cut_at_max_output_bytes_fails_the_run(payloads: Path, temp_root: Path) -> None:
+    write(payloads / "w.py", "import json; print(json.dumps({'complete_job': 'x' * 5000}))")
+    config = {"upload_path": "w.py", "command": ["python3", "w.py"], "max_output_bytes": 100}
+    agent, _ = make_agent(config, payloads, temp_root)
+    with pytest.raises(AgentError, match="max_output_bytes"):
+        await agent.handle_async(message())
+
+
+async def test_scripts_cannot_emit_the_runtimes_events(payloads: Path, temp_root: Path) -> None:
+    forged = {
+        "events": [
+            {"type": "job_completed", "payload": {}},
+            {"type": "dead_letter", "payload": {}},
+            {"type": "mine", "payload": {"ok": 1}},
+        ]
+    }
+    write(payloads / "w.py", f"import json; print(json.dumps({forged!r}))")
+    agent, ctx = make_agent({"upload_path": "w.py", "command": ["python3", "w.py"]}, payloads, temp_root)
+    await agent.handle_async(message())
+    assert [p["type"] for p in ctx.events("executor_event_rejected")] == ["job_completed", "dead_letter"]
+    assert ctx.events("job_completed") == [] and ctx.events("dead_letter") == []
+    assert ctx.events("mine") == [{"ok": 1}]
+
+
+async def test_event_and_message_types_with_control_characters_are_rejected(
+    payloads: Path, temp_root: Path
+) -> None:
+    out = {
+        "events": [{"type": "ok\u001b]0;title\u0007", "payload": {}}],
+        "emit_messages": [{"type": "x\nforged line", "body": {}}, {"type": "fine", "body": {}}],
+    }
+    write(payloads / "w.py", f"import json; print(json.dumps({out!r}))")
+    agent, ctx = make_agent({"upload_path": "w.py", "command": ["python3", "w.py"]}, payloads, temp_root)
+    await agent.handle_async(message())
+    assert "control character" in ctx.events("executor_event_rejected")[0]["reason"]
+    assert ctx.events("executor_message_rejected")[0]["type"] == "x\nforged line"
+    assert [e[1] for e in ctx.log if e[0] == "emit"] == ["executor_result", "fine"]

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror_neuron.execution.output import PROTOCOL_KEYS, Emit, parse_structured
+from mirror_neuron.execution.output import (
+    PROTOCOL_KEYS,
+    Emit,
+    InvalidOutput,
+    is_reserved_event,
+    parse_structured,
+    read_structured,
+)
 
 
 @pytest.mark.parametrize(
@@ -122,3 +129,31 @@ def test_emit_messages_bodies_targets_and_options() -> None:
         "stream": {"stream_id": "s", "seq": 1},
     }
     assert emits["bad_headers"].options == {}
+
+
+@pytest.mark.parametrize(
+    ("stdout", "truncated", "reason"),
+    [
+        ('{"complete_job": {"v": "\\ud800"}}', False, "not valid JSON"),  # half a surrogate pair
+        ('{"emit_messages": [{"type": "x"}', False, "not valid JSON"),  # cut off
+        ('{"complete_job": 1}', True, "max_output_bytes"),  # complete, but the runner cut the rest
+        ('{"prime": true, "n": 7', True, "max_output_bytes"),
+    ],
+)
+def test_unreadable_structured_output_is_invalid_not_opaque(
+    stdout: str, truncated: bool, reason: str
+) -> None:
+    found = read_structured(stdout, truncated=truncated)
+    assert isinstance(found, InvalidOutput) and reason in found.reason
+
+
+@pytest.mark.parametrize("stdout", ['{"prime": true, "n": 7', "plain text, cut", '{"x": "events"'])
+def test_broken_json_without_protocol_keys_stays_opaque(stdout: str) -> None:
+    assert read_structured(stdout) is None
+
+
+def test_runtime_event_names_are_reserved() -> None:
+    for name in ("job_completed", "dead_letter", "agent_crashed", "executor_lease_acquired", "backpressure"):
+        assert is_reserved_event(name), name
+    for name in ("stream_peak_detected", "region_tick_processed", "jobless", "worker_progress"):
+        assert not is_reserved_event(name), name

@@ -58,10 +58,24 @@ async def test_lease_shape_and_release() -> None:
     }
     assert doc["metadata"] == {"job_id": "j", "agent_id": "a", "node": "n"}
     assert doc["acquired_at_ms"] >= doc["requested_at_ms"]
-    assert leases.stats()["default"] == {"capacity": 2, "in_use": 2, "available": 0, "queued": 0, "active": 1}
+    assert leases.stats()["default"] == {
+        "capacity": 2,
+        "in_use": 2,
+        "available": 0,
+        "queued": 0,
+        "active": 1,
+        "jobs": 1,
+    }
     leases.release(lease)
     leases.release(lease)  # idempotent
-    assert leases.stats()["default"] == {"capacity": 2, "in_use": 0, "available": 2, "queued": 0, "active": 0}
+    assert leases.stats()["default"] == {
+        "capacity": 2,
+        "in_use": 0,
+        "available": 2,
+        "queued": 0,
+        "active": 0,
+        "jobs": 0,
+    }
 
 
 async def test_waiters_are_served_in_fifo_order_with_head_of_line_blocking() -> None:
@@ -108,7 +122,14 @@ async def test_cancelled_waiter_leaves_the_queue_and_unblocks_the_next() -> None
     with pytest.raises(asyncio.CancelledError):
         await blocked
     lease = await asyncio.wait_for(behind, 1)
-    assert leases.stats()["default"] == {"capacity": 2, "in_use": 2, "available": 0, "queued": 0, "active": 2}
+    assert leases.stats()["default"] == {
+        "capacity": 2,
+        "in_use": 2,
+        "available": 0,
+        "queued": 0,
+        "active": 2,
+        "jobs": 1,
+    }
     leases.release(lease)
     leases.release(held)
     assert leases.stats()["default"]["in_use"] == 0
@@ -123,4 +144,11 @@ async def test_waiter_cancelled_right_after_being_granted_gives_the_slots_back()
     waiter.cancel()  # ...but the task is cancelled before it resumes
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert leases.stats()["default"] == {"capacity": 1, "in_use": 0, "available": 1, "queued": 0, "active": 0}
+    assert leases.stats()["default"] == {
+        "capacity": 1,
+        "in_use": 0,
+        "available": 1,
+        "queued": 0,
+        "active": 0,
+        "jobs": 0,
+    }

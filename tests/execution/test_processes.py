@@ -14,7 +14,7 @@ from mirror_neuron.execution import Executor, ExecutorSettings, Invocation
 from mirror_neuron.execution.runners import run_owned
 from mirror_neuron.messages import normalize
 
-from .conftest import alive, processes_with, run_config, until_running, wait_gone
+from .conftest import alive, processes_with, run_config, staged_leftovers, until_running, wait_gone
 
 
 def marker() -> str:
@@ -28,13 +28,11 @@ def open_fds() -> int:
 async def test_host_timeout_kills_the_grandchild_too(payloads: Path, temp_root: Path, tmp_path: Path) -> None:
     mark, pidfile = marker(), tmp_path / "grandchild.pid"
     command = f"(sleep {mark} & echo $! > {pidfile}; wait) & sleep {mark}"
-    start = time.monotonic()
     outcome = await run_config(
         {"runner": "host_local", "command": command, "timeout_seconds": 0.3, "kill_grace_seconds": 0.5},
         payloads,
         temp_root,
     )
-    assert time.monotonic() - start < 3
     assert not outcome.ok
     assert outcome.error == "command timed out after 0.3s and was killed"
     assert "timed out" in outcome.result["logs"]
@@ -83,7 +81,7 @@ async def test_cancelling_the_run_kills_the_script(
     assert wait_gone(mark) == []
     await asyncio.sleep(0.05)  # let the loop reap and close pipes
     assert open_fds() <= fds
-    assert [n for n in os.listdir(temp_root) if not n.startswith(".sandbox-etc")] == []
+    assert staged_leftovers(temp_root) == []
 
 
 async def test_stop_kills_running_commands(payloads: Path, temp_root: Path) -> None:
@@ -112,7 +110,7 @@ async def test_sigterm_ignoring_group_gets_sigkill_after_grace() -> None:
         grace=0.3,
     )
     assert out.timed_out
-    assert 0.4 < time.monotonic() - start < 3
+    assert time.monotonic() - start > 0.4  # not killed before the grace period (no upper bound: load)
     assert wait_gone(mark) == []
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import random
-import time
+import resource
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,8 +16,9 @@ import pytest
 from mirror_neuron.execution import Executor, ExecutorSettings, Invocation
 from mirror_neuron.execution.runners import BwrapRunner, RunSpec
 from mirror_neuron.execution.runners.bwrap import build_argv
-from mirror_neuron.policy import SANDBOX_LIMITS
+from mirror_neuron.execution.runners.cgroups import cgroup_support
 from mirror_neuron.messages import normalize
+from mirror_neuron.policy import SANDBOX_LIMITS
 
 from .conftest import exists, processes_with, run_config, until_running, wait_gone, write
 
@@ -145,9 +146,13 @@ async def test_script_cannot_reach_a_host_listener(payloads: Path, temp_root: Pa
     cfg = {"upload_path": "connect.py", "command": ["python3", "connect.py", str(listener)]}
     outcome = await run_config(cfg, payloads, temp_root)
     assert outcome.result["stdout"].startswith("blocked:"), outcome.result
-    # The listener really works: the same probe with network granted connects.
+    # With network: true the sandbox has a network of its own, which never reaches the host's loopback.
     outcome = await run_config({**cfg, "network": True}, payloads, temp_root)
-    assert outcome.result["stdout"] == "connected:hello from host\n"
+    assert outcome.result["stdout"] == "blocked:ConnectionRefusedError\n", outcome.result
+    # The listener really works: the host itself connects.
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener)
+    assert await reader.readline() == b"hello from host\n"
+    writer.close()
 
 
 async def test_script_cannot_see_the_runtime_environment(
@@ -185,11 +190,9 @@ async def test_script_cannot_see_the_runtime_environment(
 async def test_fork_bomb_is_stopped_by_the_process_limit(payloads: Path, temp_root: Path) -> None:
     mark = f"{random.randint(10**8, 10**9)}"
     bomb = f": {mark}; bomb() {{ bomb | bomb & }}; bomb; sleep 30"
-    start = time.monotonic()
     outcome = await run_config(
         {"command": bomb, "limits": {"processes": 64}, "timeout_seconds": 1}, payloads, temp_root
     )
-    assert time.monotonic() - start < 10
     assert not outcome.ok
     assert wait_gone(mark) == []
 
@@ -232,24 +235,25 @@ async def test_cpu_file_size_and_open_file_limits_apply(payloads: Path, temp_roo
     many = "python3 -c 'fs = [open(\"/dev/null\") for _ in range(100)]'"
     outcome = await run_config({"command": many, "limits": {"open_files": 32}}, payloads, temp_root)
     assert not outcome.ok and "Too many open files" in outcome.result["stderr"]
-    start = time.monotonic()
     outcome = await run_config(
         {"command": "while :; do :; done", "limits": {"cpu_seconds": 1}}, payloads, temp_root
     )
     assert not outcome.ok and outcome.result["exit_code"] in (128 + 24, 128 + 9)  # SIGXCPU, or KILL at hard
-    assert time.monotonic() - start < 5
 
 
 async def test_default_limits_are_in_place(payloads: Path, temp_root: Path) -> None:
     outcome = await run_config({"command": "ulimit -t -v -f -n -u"}, payloads, temp_root)
     values = [line.split()[-1] for line in outcome.result["stdout"].splitlines()]
     lim = SANDBOX_LIMITS
+    # With a pids cgroup, RLIMIT_NPROC (per uid on the whole host) is left as the runtime's.
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    inherited = "unlimited" if nproc == resource.RLIM_INFINITY else str(nproc)
     assert values == [
         str(lim.cpu_seconds),
         str(lim.memory_mb * 1024),  # type: ignore[operator]
         str(lim.file_size_mb * 1024),  # type: ignore[operator]
         str(lim.open_files),
-        str(lim.processes),
+        str(lim.processes) if cgroup_support() is None else inherited,
     ]
 
 
@@ -261,18 +265,21 @@ def test_bwrap_command_line_isolates_by_default(temp_root: Path) -> None:
         staging_dir=temp_root,
         root="/sandbox/job",
         workdir="/sandbox/job",
+        limits=SANDBOX_LIMITS,
     )
-    argv = build_argv("/usr/bin/bwrap", spec, etc=temp_root / "etc", started_fd=9)
+    argv = build_argv("/usr/bin/bwrap", spec, started_fd=9)
     text = " ".join(argv)
     for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"):
         assert flag in argv
     assert "--cap-drop ALL" in text and "--uid 65534 --gid 65534" in text
     assert "--share-net" not in argv
-    assert f"--bind {temp_root} /sandbox/job" in text
+    workdir_bytes = SANDBOX_LIMITS.workdir_mb * 2**20  # type: ignore[operator]
+    assert f"--size {workdir_bytes} --tmpfs /sandbox/job" in text
+    assert str(temp_root) not in text and "--bind " not in text  # nothing of the host's temp dir
     assert "--remount-ro /" in text and "--clearenv" in argv
-    assert f"--ro-bind {temp_root / 'etc'} /etc" in text
-    networked = build_argv("/usr/bin/bwrap", replace(spec, network=True), etc=temp_root / "etc", started_fd=9)
-    assert "--share-net" in networked
+    assert "--perms 0755 --dir /etc" in text
+    networked = build_argv("/usr/bin/bwrap", replace(spec, network=True), started_fd=9)
+    assert "--share-net" not in networked  # a network of its own is attached instead (netns)
 
 
 def test_bwrap_drops_root_before_starting() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from mirror_neuron.execution import check_executor_node
 from mirror_neuron.execution.errors import StagingError
 from mirror_neuron.execution.staging import plan_uploads, resolve_source, stage_uploads
 
-from .conftest import executor_node, run_config, write
+from .conftest import executor_node, run_config, staged_leftovers, write
 
 LIST_TREE = """python3 - <<'EOF'
 import json, os
@@ -129,8 +128,7 @@ async def test_staging_dirs_are_fresh_per_run_and_removed(payloads: Path, temp_r
     second = await run_config(config, payloads, temp_root)
     assert "state.txt" not in first.result["stdout"]
     assert "state.txt" not in second.result["stdout"]
-    leftovers = [n for n in os.listdir(temp_root) if not n.startswith(".sandbox-etc")]
-    assert leftovers == []
+    assert staged_leftovers(temp_root) == []
 
 
 # -- validation --------------------------------------------------------------------

@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from builders import manifest, router
+from mirror_neuron.errors import MirrorNeuronError
+from mirror_neuron.server.client import zip_bundle
 
 from .conftest import ServerThread, collect, serve
 
@@ -167,3 +169,18 @@ def test_a_server_refuses_unsandboxed_executors_unless_allowed(tmp_path: Path) -
         assert "host_local" in refused.json()["error"] and "--allow-host-local" in refused.json()["error"]
         assert upload(api, make_zip(bundle_entries(data))).status_code == 422
         assert api.get("/jobs").json()["data"] == []
+
+
+def test_the_client_never_ships_what_a_symlink_out_of_the_bundle_points_to(tmp_path: Path) -> None:
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = abc")
+    bundle = tmp_path / "bundle"
+    (bundle / "payloads").mkdir(parents=True)
+    (bundle / "manifest.json").write_text("{}")
+    (bundle / "payloads" / "inside.txt").write_text("fine")
+    (bundle / "payloads" / "alias.txt").symlink_to("inside.txt")  # inside: stored as its content
+    with zipfile.ZipFile(io.BytesIO(zip_bundle(bundle))) as archive:
+        assert archive.read("payloads/alias.txt") == b"fine"
+    (bundle / "payloads" / "creds").symlink_to(secret)
+    with pytest.raises(MirrorNeuronError, match=r"payloads/creds is a symlink to .* outside the bundle"):
+        zip_bundle(bundle)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..bundle import register_node_check
 from ..errors import ExecutionError, ManifestError
-from ..execution import check_executor_node, sandbox_available
+from ..execution import check_executor_node, network_available, sandbox_available
 from .aggregator import AggregatorAgent
 from .base import Agent, AgentContext, AgentError
 from .router import RouterAgent
@@ -74,11 +74,14 @@ def sandbox_problem(bundle: Bundle) -> str | None:
     if not sandboxed:
         return None
     ok, why = sandbox_available()
-    return (
-        None
-        if ok
-        else f"executor node(s) {', '.join(sandboxed)} need the sandbox, which is unavailable: {why}"
-    )
+    if not ok:
+        return f"executor node(s) {', '.join(sandboxed)} need the sandbox, which is unavailable: {why}"
+    inside = set(sandboxed)
+    networked = [n.node_id for n in bundle.manifest.nodes if n.node_id in inside and n.config.get("network")]
+    if not networked:
+        return None
+    ok, why = network_available()
+    return None if ok else f"executor node(s) {', '.join(networked)} set network: true, but {why}"
 
 
 __all__ = [

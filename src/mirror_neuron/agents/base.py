@@ -42,13 +42,18 @@ class AgentContext(Protocol):
     agent_id: str
     node: Node
     config: Config
-    #: Absolute bundle root and payloads directory (``None`` for dict manifests).
-    bundle_root: Path | None
-    payloads_path: Path | None
     #: 1-based number of the message being handled.
     invocation: int
     #: Runtime-wide services (executor lease manager, …) keyed by name.
     services: dict[str, Any]
+
+    @property
+    def bundle_root(self) -> Path | None:
+        """The absolute bundle root (``None`` for dict manifests)."""
+
+    @property
+    def payloads_path(self) -> Path | None:
+        """The bundle's ``payloads/`` directory (``None`` for dict manifests)."""
 
     def emit(self, type: str, body: Any, incoming: Message | None, **opts: Any) -> int:
         """Send a copy along every outbound edge matching ``type`` (or ``*``); returns the count."""

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ExecutionError
 from ..execution.errors import LeaseError
 from ..execution.execute import Executor, Invocation, Outcome
-from ..execution.output import StructuredOutput, parse_structured
+from ..execution.output import InvalidOutput, StructuredOutput, is_reserved_event, read_structured
 from ..execution.pools import Lease, LeaseManager
 from ..execution.result import redact_value
 from ..execution.settings import ExecutorSettings
+from ..names import text_problem
 from .base import Agent, AgentContext, AgentError
 
 if TYPE_CHECKING:
@@ -62,14 +63,15 @@ class ExecutorAgent(Agent):
                 "executor_output_replayed",
                 {"reason": "agent_recovery", "agent_id": self.node.node_id, "message_id": message.message_id},
             )
-            self._apply(stored["result"], stored["stdout"], (), body, message)
+            secrets = executor.secrets(self._invocation(message))
+            self._apply(stored["result"], stored["stdout"], secrets, body, message)
             return
         if self.runs == 0 and s.startup_delay_ms > 0:
             await asyncio.sleep(s.startup_delay_ms / 1000.0)
         leases = self._leases()
         self.ctx.event("executor_lease_requested", {"pool": s.pool, "slots": s.pool_slots})
         try:
-            lease = await leases.acquire(s.pool, s.pool_slots, self._lease_metadata())
+            lease = await leases.acquire(s.pool, s.pool_slots, self._lease_metadata(), owner=self.ctx.job_id)
         except LeaseError as exc:
             self._failed(str(exc))
             raise AgentError(str(exc), {"error": str(exc), "attempts": 0}) from exc
@@ -96,6 +98,13 @@ class ExecutorAgent(Agent):
             )
         if outcome is None or not outcome.ok:
             raise self._failure(outcome, setup_error, lease)
+        found = read_structured(outcome.run.stdout, truncated=_stdout_cut(outcome, s.max_output_bytes))
+        if isinstance(found, InvalidOutput):  # fail the run: a job waiting on this output would never end
+            self.ctx.event(
+                "executor_output_invalid",
+                {"sandbox_name": outcome.result["sandbox_name"], "reason": found.reason},
+            )
+            raise self._failure(outcome, None, lease, error=found.reason)
         result = {**outcome.result, "attempts": outcome.attempts, "lease": lease.to_dict()}
         save = getattr(self.ctx, "save_run", None)
         if save is not None:  # durable before anything is emitted from it
@@ -127,10 +136,11 @@ class ExecutorAgent(Agent):
         """A successful run's effects, in the original's order (events, default emit, stdout actions)."""
         lease = result.get("lease") or {}
         output = {"agent_id": self.node.node_id, "sandbox": result, "input": body}
-        structured = parse_structured(stdout)
+        found = read_structured(stdout)
+        structured = found if isinstance(found, StructuredOutput) else None
         self.runs += 1
         if structured is not None and structured.has_next_state:
-            self.agent_state = _json_safe(structured.next_state)
+            self.agent_state = _json_safe(redact_value(structured.next_state, secrets))
         # Kept JSON-safe from here on, so snapshots (taken on every commit) need no conversion.
         self.last_output_payload, self.last_result, self.last_error = (
             _json_safe(output),
@@ -163,26 +173,41 @@ class ExecutorAgent(Agent):
         self, out: StructuredOutput, output: dict[str, Any], incoming: Message, secrets: tuple[str, ...]
     ) -> None:
         for event_type, payload in out.events:
+            refused = _event_name_problem(event_type)
+            if refused is not None:  # a forged job_completed or dead_letter misleads everyone
+                self.ctx.event("executor_event_rejected", {"type": event_type, "reason": refused})
+                continue
             self.ctx.event(event_type, redact_value(payload, secrets))
         for emit in out.emits:
+            refused = text_problem(emit.type)
+            if refused is not None:
+                reason = f"not a valid message type: {refused}"
+                self.ctx.event("executor_message_rejected", {"type": emit.type, "reason": reason})
+                continue
+            body = redact_value(emit.body, secrets)
+            options = redact_value(emit.options, secrets) if secrets else emit.options
             if emit.to is not None:
-                self.ctx.emit_to(emit.to, emit.type, emit.body, incoming, **emit.options)
+                self.ctx.emit_to(emit.to, emit.type, body, incoming, **options)
             else:
-                self.ctx.emit(emit.type, emit.body, incoming, **emit.options)
+                self.ctx.emit(emit.type, body, incoming, **options)
         if out.complete == "value":
-            self.ctx.complete_job(out.completion)
+            self.ctx.complete_job(redact_value(out.completion, secrets))
         elif out.complete == "output":
             self.ctx.complete_job(output)
 
     def _failure(
-        self, outcome: Outcome | None, setup_error: ExecutionError | None, lease: Lease
+        self,
+        outcome: Outcome | None,
+        setup_error: ExecutionError | None,
+        lease: Lease,
+        error: str | None = None,
     ) -> AgentError:
         if outcome is None:
             message = str(setup_error)
             details: dict[str, Any] = {"error": message, "attempts": 1}
             name, exit_code, attempts = None, None, 1
         else:
-            message = outcome.error or "command failed"
+            message = error or outcome.error or "command failed"
             details = dict(outcome.details)
             name, exit_code, attempts = (
                 outcome.result["sandbox_name"],
@@ -259,7 +284,7 @@ class ExecutorAgent(Agent):
         leases = self.ctx.services.get("leases")
         if leases is None:
             leases = self.ctx.services["leases"] = LeaseManager.from_config(self.ctx.config)
-        return leases  # type: ignore[no-any-return]
+        return leases
 
     def _lease_metadata(self) -> dict[str, Any]:
         return {"job_id": self.ctx.job_id, "agent_id": self.node.node_id, "node": self.ctx.config.node_name}
@@ -277,6 +302,20 @@ class ExecutorAgent(Agent):
             node_name=self.ctx.config.node_name,
             invocation=getattr(self.ctx, "invocation", self.runs + 1) or self.runs + 1,
         )
+
+
+def _event_name_problem(name: str) -> str | None:
+    """Why a script may not record an event of this type, or ``None``."""
+    if is_reserved_event(name):
+        return "event names of the runtime's own events are reserved"
+    problem = text_problem(name)
+    return None if problem is None else f"not a valid event name: {problem}"
+
+
+def _stdout_cut(outcome: Outcome, cap: int) -> bool:
+    """Whether the runner cut stdout off at its cap (its head is kept, exactly ``cap`` bytes)."""
+    run = outcome.run
+    return run.truncated and len(run.stdout.encode("utf-8", errors="surrogatepass")) >= cap
 
 
 def _json_safe(value: Any) -> Any:

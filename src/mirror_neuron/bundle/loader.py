@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror_neuron import _json
+from mirror_neuron.bounds import MAX_DEPTH, check_bounds
 from mirror_neuron.bundle.model import Bundle, Manifest
 from mirror_neuron.bundle.normalize import build_manifest, normalize_document
 from mirror_neuron.bundle.rules import not_an_object, validate_document
@@ -21,6 +22,9 @@ from mirror_neuron.errors import ManifestError
 MANIFEST_FILE = "manifest.json"
 PAYLOADS_DIR = "payloads"
 _UTF8_BOM = b"\xef\xbb\xbf"
+#: A node's config sits 3 levels down in a manifest (``nodes`` → node → config) and may
+#: nest :data:`MAX_DEPTH` levels itself, like an initial input (which becomes a message).
+MANIFEST_MAX_DEPTH = MAX_DEPTH + 3
 
 BundleSource = Bundle | Manifest | dict[str, Any] | str | os.PathLike[str]
 
@@ -29,11 +33,49 @@ def manifest_from_data(raw: Any, payloads_path: Path | None = None) -> Manifest:
     """Normalise and validate a decoded manifest; raise :class:`ManifestError` with every error."""
     if not isinstance(raw, dict):
         raise ManifestError(not_an_object(raw))
+    check_manifest_bounds(raw)
     doc = normalize_document(raw)
     errors = validate_document(doc, payloads_path)
     if errors:
         raise ManifestError(errors)
     return build_manifest(doc)
+
+
+def check_manifest_bounds(raw: dict[str, Any]) -> None:
+    """Refuse a manifest nested too deep for the store (orjson stops at ~254 levels).
+
+    Initial inputs become messages, so each is held to the message limit. Two walks decide
+    (every input at once, then the rest); only a refused manifest is walked again, part by
+    part, to name the culprit: its initial input, or else its top-level field.
+    """
+    inputs = raw.get("initial_inputs")
+    if isinstance(inputs, dict):  # every input one level down, as in the list form
+        inputs = [v for values in inputs.values() for v in (values if isinstance(values, list) else [values])]
+    rest = {key: value for key, value in raw.items() if key != "initial_inputs"}
+    try:
+        check_bounds(inputs, what="initial_inputs", max_depth=MAX_DEPTH + 1, error=ManifestError)
+        check_bounds(rest, what="the manifest", max_depth=MANIFEST_MAX_DEPTH, error=ManifestError)
+    except ManifestError:
+        for name, value in _initial_inputs(raw.get("initial_inputs")):
+            check_bounds(value, what=name, error=ManifestError)
+        for key, value in rest.items():
+            check_bounds(
+                value, what=f"manifest field {key!r}", max_depth=MANIFEST_MAX_DEPTH - 1, error=ManifestError
+            )
+        raise
+
+
+def _initial_inputs(inputs: Any) -> list[tuple[str, Any]]:
+    """``(name, value)`` of every initial input, in either form (§1.7)."""
+    if isinstance(inputs, dict):
+        return [
+            (f"initial input {i} of {key!r}", value)
+            for key, values in inputs.items()
+            for i, value in enumerate(values if isinstance(values, list) else [values])
+        ]
+    if isinstance(inputs, list):
+        return [(f"initial input {i}", value) for i, value in enumerate(inputs)]
+    return []
 
 
 def parse_json(data: bytes | str, origin: Path | None = None) -> Any:

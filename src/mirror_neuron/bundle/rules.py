@@ -41,7 +41,12 @@ from mirror_neuron.bundle.shapes import (
     not_an_object,
 )
 
+from ..names import path_id_problem, quoted, text_problem
+
 Rule = Callable[[Doc], list[str]]
+
+#: Fields of a node's config that name the type of the messages it emits.
+CONFIG_MESSAGE_TYPES = ("emit_type", "output_message_type")
 NodeCheck = Callable[[Node, Path | None], list[str]]
 
 NO_ENTRYPOINT = "manifest must define at least one entrypoint or one node with role root/root_coordinator"
@@ -187,6 +192,54 @@ def check_daemon_flags(doc: Doc) -> list[str]:
     ]
 
 
+# -- ids that reach REST paths, job ids, events and terminals ----------------------------
+
+
+def check_graph_id(doc: Doc) -> list[str]:
+    graph_id = doc["graph_id"]
+    problem = path_id_problem(graph_id) if is_id(graph_id) else None
+    return [] if problem is None else [f"graph_id {quoted(graph_id)} is not a valid id: {problem}"]
+
+
+def check_node_id_syntax(doc: Doc) -> list[str]:
+    errors: list[str] = []
+    for position, node in items(doc, "nodes"):
+        node_id = node["node_id"]
+        problem = path_id_problem(node_id) if is_id(node_id) else None
+        if problem is not None:
+            errors.append(f"node_id {quoted(node_id)} of node #{position} is not a valid id: {problem}")
+    return errors
+
+
+def check_message_types(doc: Doc) -> list[str]:
+    """Edge ids and message types appear in events: the text rules, not the path rules."""
+    errors: list[str] = []
+    for position, edge in items(doc, "edges"):
+        edge_id = edge["edge_id"]
+        problem = text_problem(edge_id) if is_id(edge_id) else None
+        if problem is not None:
+            errors.append(f"edge_id {quoted(edge_id)} of edge #{position} is not a valid id: {problem}")
+        label = edge_id if is_id(edge_id) and problem is None else f"#{position}"
+        kind = edge["message_type"]
+        problem = text_problem(kind) if is_id(kind) else None
+        if problem is not None:
+            errors.append(
+                f"message_type {quoted(kind)} of edge {label} is not a valid message type: {problem}"
+            )
+    for position, node in items(doc, "nodes"):
+        config = node["config"]
+        node_id = node["node_id"]
+        label = node_id if is_id(node_id) and path_id_problem(node_id) is None else f"#{position}"
+        for key in CONFIG_MESSAGE_TYPES if isinstance(config, dict) else ():
+            kind = config.get(key)
+            problem = text_problem(kind) if is_id(kind) else None
+            if problem is not None:
+                errors.append(
+                    f"config.{key} {quoted(kind)} of node {label} is not a valid message type: {problem}"
+                )
+    return errors
+
+
 #: Every core rule, in reporting order.
 CORE_RULES: tuple[Rule, ...] = (
     check_top_level_types,
@@ -206,6 +259,9 @@ CORE_RULES: tuple[Rule, ...] = (
     check_recovery_mode,
     check_restart_attempts,
     check_daemon_flags,
+    check_graph_id,
+    check_node_id_syntax,
+    check_message_types,
 )
 
 

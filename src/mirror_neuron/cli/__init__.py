@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except ManifestError as exc:
         for line in exc.errors:
-            print(f"error: {line}", file=sys.stderr)
+            _error_line(line)
         _json_error(argv, str(exc), exc.errors)
         return EXIT_FAILED
     except MirrorNeuronError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         _json_error(argv, str(exc), [str(exc)])
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -51,9 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback for users
         if os.environ.get("MIRROR_NEURON_DEBUG"):
             raise
-        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _error_line(f"internal error: {type(exc).__name__}: {exc}")
         print("hint: set MIRROR_NEURON_DEBUG=1 to see the traceback", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _error_line(text: str) -> None:
+    """``error: …`` on stderr; errors quote untrusted text (ids, server replies), so it is cleaned."""
+    from .render import clean
+
+    print(f"error: {clean(text)}", file=sys.stderr)
 
 
 def _json_error(argv: list[str] | None, message: str, errors: list[str]) -> None:

@@ -114,6 +114,12 @@ def run(
     metavar="NAME",
     help="A variable of this server's environment that bundles may read with pass_env (repeatable).",
 )
+@click.option(
+    "--max-run-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Longest one executor run of a submitted bundle may take  [default: 3600].",
+)
 @click.pass_obj
 def serve(
     obj: Context,
@@ -125,6 +131,7 @@ def serve(
     allow_openshell: bool,
     allow_network: bool,
     pass_env: tuple[str, ...],
+    max_run_seconds: float | None,
 ) -> None:
     """Host jobs in this process behind the REST API at /api/v1 (docs at /docs).
 
@@ -143,6 +150,7 @@ def serve(
         allow_openshell=allow_openshell,
         allow_network=allow_network,
         pass_env=pass_env,
+        max_run_seconds=max_run_seconds,
     )
 
 

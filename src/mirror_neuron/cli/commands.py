@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ def _sandbox_warnings(bundle: Bundle) -> list[str]:
 def validate_command(config: Config, source: str, as_json: bool) -> None:
     bundle = validate_bundle(source)
     m = bundle.manifest
+    warnings = _sandbox_warnings(bundle)
     summary = {
         "ok": True,
         "job_path": str(bundle.root_path) if bundle.root_path else None,
@@ -46,17 +47,17 @@ def validate_command(config: Config, source: str, as_json: bool) -> None:
         "nodes": len(m.nodes),
         "edges": len(m.edges),
         "entrypoints": list(m.entrypoints),
-        "warnings": _sandbox_warnings(bundle),
+        "warnings": warnings,
     }
     if as_json:
         render.print_json(summary)
         return
-    click.echo(
+    render.echo(
         f"ok: {m.graph_id} is valid ({summary['nodes']} nodes, {summary['edges']} edges, "
         f"entrypoints: {', '.join(m.entrypoints) or 'none'})"
     )
-    for warning in summary["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+    for warning in warnings:
+        render.echo(f"warning: {warning}", err=True)
 
 
 def run_command(
@@ -155,7 +156,7 @@ def _detach(config: Config, bundle: Bundle, source: str, as_json: bool) -> None:
     if as_json:
         render.print_json({"job_id": job_id})
     else:
-        click.echo(job_id)
+        render.echo(job_id)
 
 
 def _with_store(config: Config, read: Callable[[Any], T]) -> T:
@@ -205,9 +206,9 @@ def doctor_command(config: Config, *, as_json: bool) -> None:
     else:
         for check in checks:
             mark = "ok  " if check["ok"] else "FAIL"
-            print(f"{mark} {check['name']}: {check['detail']}")
+            render.echo(f"{mark} {check['name']}: {check['detail']}")
             if not check["ok"] and check.get("fix"):
-                print(f"     fix: {check['fix']}")
+                render.echo(f"     fix: {check['fix']}")
     _exit(0 if all(c["ok"] for c in checks) else 1)
 
 
@@ -255,7 +256,11 @@ async def _control(config: Config, op: str, args: tuple[Any, ...], kwargs: dict[
     from ..runtime import Runtime
 
     async with Runtime(config.with_(control=False)) as rt:
-        method = {"send": rt.send_message, "dead_letters": rt.dead_letters}.get(op) or getattr(rt, op)
+        methods: dict[str, Callable[..., Awaitable[Any]]] = {
+            "send": rt.send_message,
+            "dead_letters": rt.dead_letters,
+        }
+        method = methods.get(op) or getattr(rt, op)
         return await method(*args, **kwargs)
 
 
@@ -331,12 +336,15 @@ def serve_command(
     allow_openshell: bool = False,
     allow_network: bool = False,
     pass_env: tuple[str, ...] = (),
+    max_run_seconds: float | None = None,
 ) -> None:
     from ..server import ServerSettings
     from ..server.serve import serve
 
     if store_url:
         config = config.with_(store_url=store_url)
+    if max_run_seconds:  # the operator's own cap wins over the server's default for client bundles
+        config = config.with_(policy=config.policy.with_(max_run_seconds=max_run_seconds))
     settings = ServerSettings(
         host=host,
         port=port,
@@ -361,10 +369,10 @@ def remote_run_command(
     with ServerClient(url, token) as client:
         job_id = client.upload(bundle.root_path)["job_id"]
         if no_wait:
-            render.print_json({"job_id": job_id}) if as_json else click.echo(job_id)
+            render.print_json({"job_id": job_id}) if as_json else render.echo(job_id, one_line=True)
             return
         if not as_json:
-            click.echo(f"job {job_id} running on {url}", err=True)
+            render.echo(f"job {job_id} running on {url}", err=True, one_line=True)
         try:
             record = client.wait(job_id, timeout)
         except JobTimeout:

@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import render
+
 if TYPE_CHECKING:
     from ..runtime.job import JobRun
 
@@ -58,8 +60,8 @@ class LiveProgress:
         collected, expected = self._collected()
         last = job.last_event
         table = Table.grid(padding=(0, 2))
-        table.add_row("[bold]job[/]", job.job_id)
-        table.add_row("[bold]status[/]", f"[cyan]{job.status}[/]")
+        table.add_row("[bold]job[/]", render.cell(job.job_id))
+        table.add_row("[bold]status[/]", render.cell(job.status, "cyan"))
         table.add_row("[bold]elapsed[/]", f"{int(elapsed // 60):02d}:{elapsed % 60:05.2f}")
         table.add_row("[bold]events[/]", str(job.seq))
         table.add_row("[bold]messages[/]", f"{processed} processed, {busy} agent(s) busy")
@@ -72,6 +74,8 @@ class LiveProgress:
             waiting = sum(p["queued"] for p in leases.values())
             table.add_row("[bold]sandboxes[/]", f"{runs} run(s) by {len(executors)} executor(s)")
             table.add_row("[bold]leases[/]", f"run={running} wait={waiting}")
-        if last is not None:
-            table.add_row("[bold]last[/]", f"{last.type}({last.agent_id})" if last.agent_id else last.type)
+        if last is not None:  # written by the job's scripts: a Text, cleaned, never markup
+            table.add_row(
+                "[bold]last[/]", render.cell(f"{last.type}({last.agent_id})" if last.agent_id else last.type)
+            )
         return table

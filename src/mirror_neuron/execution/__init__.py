@@ -12,8 +12,18 @@ from .errors import ExecutionError, LeaseError, RunnerError, SandboxUnavailable,
 from .execute import Executor, Invocation, Outcome, sandbox_name
 from .output import Emit, StructuredOutput, parse_structured
 from .pools import Lease, LeaseManager
-from .runners import BwrapRunner, HostRunner, OpenShellRunner, Runner, RunResult, RunSpec, sandbox_available
+from .runners import (
+    BwrapRunner,
+    HostRunner,
+    OpenShellRunner,
+    Runner,
+    RunResult,
+    RunSpec,
+    network_available,
+    sandbox_available,
+)
 from .settings import ExecutorSettings, Limits
+from .staging import UnsafeTempDir, ensure_private_dir, sweep_stale_runs
 from .validate import check_executor_node
 
 __all__ = [
@@ -37,8 +47,12 @@ __all__ = [
     "SandboxUnavailable",
     "StagingError",
     "StructuredOutput",
+    "UnsafeTempDir",
     "check_executor_node",
+    "ensure_private_dir",
+    "network_available",
     "parse_structured",
     "sandbox_available",
     "sandbox_name",
+    "sweep_stale_runs",
 ]

@@ -19,12 +19,19 @@ from typing import Any
 from ..messages import Message
 from ..policy import ExecutionPolicy
 from . import contract
-from .errors import StagingError
+from .errors import RunnerError, StagingError
 from .result import failure_message, redact_run, result_dict, secret_values, tail
 from .retry import backoff_seconds, is_transient
 from .runners import ProcessTracker, Runner, RunResult, RunSpec, runner_for
 from .settings import ExecutorSettings
-from .staging import create_staging_dir, plan_uploads, remove_staging, stage_uploads
+from .staging import (
+    StagingBudget,
+    create_staging_dir,
+    default_temp_dir,
+    plan_uploads,
+    remove_staging,
+    stage_uploads,
+)
 
 
 @dataclass(slots=True)
@@ -38,7 +45,7 @@ class Invocation:
     template_type: str | None = "generic"
     agent_state: Any = None
     payloads_path: Path | None = None
-    temp_dir: Path = field(default_factory=lambda: Path("/tmp/mirror_neuron"))
+    temp_dir: Path = field(default_factory=default_temp_dir)
     node_name: str = "local"
     invocation: int = 1
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -77,6 +84,7 @@ class Executor:
     ) -> None:
         self.settings = settings
         self.policy = policy or ExecutionPolicy()
+        _check_policy(settings, self.policy)
         self.runner = runner or runner_for(settings.runner, self.policy)
         self.tracker = ProcessTracker()
         self.stopping = False
@@ -87,7 +95,7 @@ class Executor:
     ) -> Outcome:
         """Run with retries: another attempt only for transient failures (stderr or runner error)."""
         s = self.settings
-        secrets = secret_values(s.environment, self._passed_env(inv))
+        secrets = self.secrets(inv)
         attempt = 1
         while True:
             run, result = await self.attempt(inv, attempt, secrets)
@@ -106,7 +114,8 @@ class Executor:
         """One attempt in a fresh staging directory, removed afterwards whatever happens."""
         s = self.settings
         name = sandbox_name(s.name_prefix, inv.job_id, inv.agent_id, inv.invocation, attempt)
-        if self._small_uploads(inv.payloads_path):  # a thread hop costs more than the copy
+        small = self._small_uploads(inv.payloads_path) and _small(inv.message.body, SMALL_UPLOADS_BYTES)
+        if small:  # a thread hop costs more than the copy and the runtime files
             staging = self._stage(inv, name)
         else:
             staging = await _staged(asyncio.to_thread(self._stage, inv, name))
@@ -137,7 +146,9 @@ class Executor:
         """Create the directory, copy uploads, write the runtime files, hand it to the runner."""
         staging = create_staging_dir(inv.temp_dir, self.runner.name, name)
         try:
-            stage_uploads(self.uploads, inv.payloads_path, staging)
+            limits = self.settings.limits
+            budget = StagingBudget.for_limits(limits.workdir_mb, limits.memory_mb)
+            stage_uploads(self.uploads, inv.payloads_path, staging, budget)
             workflow = contract.workflow_from_headers(inv.message.headers)
             context = contract.context_document(
                 job_id=inv.job_id,
@@ -174,9 +185,11 @@ class Executor:
         env.update(s.environment)
         env.update(self._passed_env(inv))
         values = contract.placeholder_values(paths, workdir, inv.job_id, inv.agent_id)
+        command = contract.build_command(s.command, values)
+        _check_no_nul(env, command, workdir)
         return RunSpec(
             name=name,
-            command=contract.build_command(s.command, values),
+            command=command,
             env=env,
             staging_dir=staging,
             root=root,
@@ -194,6 +207,10 @@ class Executor:
             tracker=self.tracker,
         )
 
+    def secrets(self, inv: Invocation) -> tuple[str, ...]:
+        """Values this node's runs must never reveal (secret-named ``environment``/``pass_env``)."""
+        return secret_values(self.settings.environment, self._passed_env(inv))
+
     def _passed_env(self, inv: Invocation) -> dict[str, str]:
         """``pass_env``, only the variables the policy lets bundles read (checked at submit too)."""
         names = [name for name in self.settings.pass_env if self.policy.passes(name)]
@@ -203,6 +220,61 @@ class Executor:
         """Kill every running command (whole process groups) and start no new attempt; idempotent."""
         self.stopping = True
         await self.tracker.stop_all(self.settings.kill_grace_seconds)
+
+
+def _small(value: Any, limit: int, most_items: int = 4096) -> bool:
+    """Whether ``value`` (a message body) is surely under ``limit`` bytes of text: a bounded walk
+    that gives up (not small) past ``most_items`` items, so deciding costs little either way."""
+    size, seen, pending = 0, 0, [value]
+    while pending:
+        item = pending.pop()
+        seen += 1
+        if seen > most_items:
+            return False
+        if isinstance(item, str | bytes | bytearray):
+            size += len(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+            size += sum(len(k) for k in item if isinstance(k, str))
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+        else:
+            size += 8
+        if size > limit:
+            return False
+    return True
+
+
+def _check_policy(settings: ExecutorSettings, policy: ExecutionPolicy) -> None:
+    """What the policy refuses never runs, however the job got here (submitted, recovered, restored).
+
+    Raises:
+        RunnerError: naming what was asked for and what refuses it.
+    """
+    refused = {
+        "host_local": settings.runner == "host_local" and not policy.allow_host_local,
+        "openshell": settings.runner == "openshell" and not policy.allow_openshell,
+        "network": settings.network and settings.runner == "sandbox" and not policy.allow_network,
+    }
+    for what, no in refused.items():
+        if no:
+            asked = "network: true" if what == "network" else f'runner "{what}"'
+            raise RunnerError(f"this runtime does not allow {asked} for its bundles")
+
+
+def _check_no_nul(env: Mapping[str, str], command: str, workdir: str) -> None:
+    """No program can receive a NUL byte, and in an argument list it would split one value in two.
+
+    Raises:
+        RunnerError: naming the variable (from ``environment``, or a message's headers or content type).
+    """
+    for key, value in env.items():
+        if "\0" in key or "\0" in value or "=" in key or not key:
+            raise RunnerError(
+                f"environment variable {key[:60]!r} has an invalid name or a NUL byte in its value"
+            )
+    if "\0" in command or "\0" in workdir:
+        raise RunnerError("the command or workdir contains a NUL byte")
 
 
 async def _staged(staging: Awaitable[Path]) -> Path:

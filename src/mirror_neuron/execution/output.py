@@ -4,18 +4,57 @@ Only a stdout that is *entirely* one JSON object with at least one protocol key 
 anything else (plain text, a JSON list, a JSON object without protocol keys such as the
 prime worker's result) is opaque and only travels in ``sandbox.stdout``. Malformed
 entries are dropped one by one, as the original does, instead of failing the run.
+
+Two things the original got wrong are refused here. A stdout that was *meant* as
+structured output but cannot be read (cut off at ``max_output_bytes``, invalid JSON such
+as a lone surrogate) is :class:`InvalidOutput`, so the run fails with the reason instead
+of the job silently waiting for a completion that never comes. And a script may not
+emit the runtime's own events (``job_completed``, ``dead_letter``, …): forged ones would
+mislead every monitor and the dead-letter list (:func:`is_reserved_event`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _json
+from ..bounds import check_bounds
+from ..errors import MirrorNeuronError
 
 PROTOCOL_KEYS = ("emit_messages", "events", "next_state", "complete_job", "complete_job?")
+#: A protocol key used as a JSON object key: stdout meant as structured output.
+_PROTOCOL_KEY = re.compile(r'"(?:emit_messages|events|next_state|complete_job\??)"\s*:')
+#: Event names (and name prefixes) the runtime emits; scripts may not use them.
+RESERVED_EVENT_PREFIXES = (
+    "job_",
+    "agent_",
+    "agents_",
+    "executor_",
+    "sandbox_",
+    "aggregator_",
+    "collector_",
+    "router_",
+    "sensor_",
+)
+RESERVED_EVENTS = frozenset({"dead_letter", "mailbox_cleared", "backpressure", "queue_overflow"})
+
+
+def is_reserved_event(name: str) -> bool:
+    """Whether ``name`` is (or could become) one of the runtime's own event types."""
+    return name in RESERVED_EVENTS or name.startswith(RESERVED_EVENT_PREFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidOutput:
+    """Stdout meant as structured output that cannot be read; the run fails with ``reason``."""
+
+    reason: str
+
+
 #: emit_messages fields passed on as emit options (``class`` becomes ``cls``).
 EMIT_OPTIONS = {
     "class": "cls",
@@ -57,15 +96,40 @@ class StructuredOutput:
     completion: Any = None
 
 
-def parse_structured(stdout: str) -> StructuredOutput | None:
-    """Parse ``stdout`` if it is a protocol object, else ``None`` (opaque output)."""
+def read_structured(stdout: str, *, truncated: bool = False) -> StructuredOutput | InvalidOutput | None:
+    """The protocol object in ``stdout``, ``None`` for opaque output, or why it cannot be read.
+
+    ``truncated``: the runner cut stdout off at its cap, so a JSON object in it is incomplete.
+    """
     text = stdout.strip()
-    if not text.startswith("{") or not text.endswith("}"):
+    if not text.startswith("{"):
         return None
+    if truncated:
+        return InvalidOutput(
+            "stdout exceeded max_output_bytes and was cut off, so its structured output cannot be read"
+        )
     try:
         doc = _json.loads(text)
-    except _json.JSONDecodeError:
+    except _json.JSONDecodeError as exc:
+        if _PROTOCOL_KEY.search(text):
+            return InvalidOutput(f"stdout looks like structured output but is not valid JSON: {exc}")
         return None
+    found = _structured(doc)
+    if found is not None:
+        try:  # what it emits, records and keeps must be storable like any other message
+            check_bounds(doc, what="structured stdout")
+        except MirrorNeuronError as exc:
+            return InvalidOutput(str(exc))
+    return found
+
+
+def parse_structured(stdout: str) -> StructuredOutput | None:
+    """Parse ``stdout`` if it is a readable protocol object, else ``None`` (opaque output)."""
+    found = read_structured(stdout)
+    return found if isinstance(found, StructuredOutput) else None
+
+
+def _structured(doc: Any) -> StructuredOutput | None:
     if not isinstance(doc, dict) or not any(key in doc for key in PROTOCOL_KEYS):
         return None
     complete: str | None = None

@@ -3,6 +3,13 @@
 Secrets: values of ``environment``/``pass_env`` variables whose *names* contain TOKEN,
 SECRET, KEY, PASSWORD or COOKIE never reach results, events or job records, even when
 a script prints them. Very short values are left alone: masking every "1" is noise.
+
+Masking the raw text is not enough: JSON output can spell a secret with ``\\uXXXX``
+escapes, which every reader decodes. So output that parses as JSON is redacted on its
+decoded values too (:func:`redact_text`), and so is everything the runtime takes from
+structured stdout. It remains best effort against a script that *wants* to leak (it can
+encode a secret any way it likes); the real control is which variables a bundle may
+read at all (``pass_env`` allowlist of ``mn serve``).
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ import signal
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .runners.base import RunResult
+from .. import _json
+from ..bounds import MAX_DEPTH, nesting_depth
+from .runners.base import RESULT_START, RunResult, marker_block
 
 SECRET_NAME_MARKERS = ("TOKEN", "SECRET", "KEY", "PASSWORD", "COOKIE")
 REDACTED = "[REDACTED]"
@@ -38,26 +47,76 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
-    """Redact every string inside a JSON-like value (event payloads from structured stdout)."""
+#: How many layers of JSON-inside-JSON-strings are decoded looking for a hidden secret.
+MAX_JSON_LAYERS = 4
+
+
+def redact_value(value: Any, secrets: tuple[str, ...], _layer: int = 0) -> Any:
+    """Redact every string (keys included) inside a JSON-like value; bytes are checked as text."""
     if not secrets:
         return value
     if isinstance(value, str):
-        return redact(value, secrets)
+        return redact_text(value, secrets, _layer)
     if isinstance(value, dict):
-        return {k: redact_value(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_value(v, secrets) for v in value]
+        return {redact_value(k, secrets, _layer): redact_value(v, secrets, _layer) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, secrets, _layer) for v in value]
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", errors="surrogateescape")
+        masked = redact_text(text, secrets, _layer)
+        return value if masked == text else masked.encode("utf-8", errors="surrogateescape")
     return value
 
 
+def redact_text(text: str, secrets: tuple[str, ...], _layer: int = 0) -> str:
+    """Mask secrets in ``text``, and in its decoded values when it is JSON (whole or per line)."""
+    if not secrets or not text:
+        return text
+    text = redact(text, secrets)
+    if "\\" not in text or _layer >= MAX_JSON_LAYERS:
+        return text  # no escape sequence: nothing a JSON reader could decode into a secret
+    whole = _redact_json(text, secrets, _layer)
+    if whole is not None:
+        return whole
+    lines = text.split("\n")
+    changed = False
+    for i, line in enumerate(lines):
+        masked = _redact_json(line, secrets, _layer)
+        if masked is not None:
+            lines[i], changed = masked, True
+    return "\n".join(lines) if changed else text
+
+
+def _redact_json(text: str, secrets: tuple[str, ...], layer: int) -> str | None:
+    """``text`` re-encoded with secrets masked if it is JSON hiding one in its escapes, else ``None``."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in '{["':
+        return None
+    try:
+        doc = _json.loads(stripped)
+    except _json.JSONDecodeError:
+        return None
+    if nesting_depth(doc, MAX_DEPTH) > MAX_DEPTH:  # too deep to check (or to encode again): mask it all
+        return REDACTED
+    masked = redact_value(doc, secrets, layer + 1)
+    return _json.dumps_str(masked) if masked != doc else None
+
+
 def redact_run(run: RunResult, secrets: tuple[str, ...]) -> RunResult:
-    """The same result with secrets masked in every captured text (in place, returned)."""
+    """The same result with secrets masked in every captured text (in place, returned).
+
+    ``raw_output`` embeds stdout and stderr JSON-encoded, so it is rebuilt from the masked
+    texts rather than masked itself (a second decoding would reveal what the first hid).
+    """
     if secrets:
-        run.stdout = redact(run.stdout, secrets)
-        run.stderr = redact(run.stderr, secrets)
-        run.logs = redact(run.logs, secrets)
-        run.raw_output = redact(run.raw_output, secrets)
+        run.stdout = redact_text(run.stdout, secrets)
+        run.stderr = redact_text(run.stderr, secrets)
+        run.logs = redact_text(run.logs, secrets)
+        raw = redact_text(run.raw_output, secrets)
+        start = raw.find(RESULT_START)
+        head = raw[:start].rstrip() if start >= 0 else ""
+        block = marker_block(run.exit_code, run.stdout, run.stderr)
+        run.raw_output = f"{head}\n{block}" if head else block
     return run
 
 

@@ -18,6 +18,9 @@ DEFAULT_SANDBOX_ROOT = "/sandbox/job"
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 DEFAULT_BACKOFF_MS = 500.0
 DEFAULT_KILL_GRACE_SECONDS = 2.0
+#: Upper bounds of the delays a node sets (they hold a job, or the end of a run, that long).
+MAX_DELAY_MS = 600_000.0
+MAX_KILL_GRACE_SECONDS = 60.0
 DEFAULT_OUTPUT_TYPE = "executor_result"
 
 #: ``runner_module`` values of the original and the runner each one selects here.
@@ -158,12 +161,15 @@ class ExecutorSettings:
             sandbox_root=root,
             pool=str(config.get("pool") or "default"),
             pool_slots=positive_int(config.get("pool_slots")) or 1,
-            startup_delay_ms=non_negative(config.get("startup_delay_ms"), 0.0),
+            startup_delay_ms=min(non_negative(config.get("startup_delay_ms"), 0.0), MAX_DELAY_MS),
             max_attempts=positive_int(config.get("max_attempts")) or 1,
             retry_backoff_ms=non_negative(config.get("retry_backoff_ms"), DEFAULT_BACKOFF_MS),
-            timeout_seconds=positive_number(config.get("timeout_seconds")),
+            timeout_seconds=_capped(positive_number(config.get("timeout_seconds")), policy.max_run_seconds),
             max_output_bytes=min(max_output, policy.max_output_bytes),
-            kill_grace_seconds=non_negative(config.get("kill_grace_seconds"), DEFAULT_KILL_GRACE_SECONDS),
+            kill_grace_seconds=min(
+                non_negative(config.get("kill_grace_seconds"), DEFAULT_KILL_GRACE_SECONDS),
+                MAX_KILL_GRACE_SECONDS,
+            ),
             network=bool(config.get("network", False)),
             login_shell=bool(config.get("login_shell", False)),
             limits=caps.lowered(config.get("limits")),
@@ -174,6 +180,13 @@ class ExecutorSettings:
             ),
             raw=config,
         )
+
+
+def _capped(value: float | None, cap: float | None) -> float | None:
+    """``value`` no higher than ``cap``; with no value of its own, the cap itself."""
+    if cap is None:
+        return value
+    return cap if value is None else min(value, cap)
 
 
 def _output_type(config: Mapping[str, Any]) -> str | None:

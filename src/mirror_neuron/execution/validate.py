@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..policy import MAX_OUTPUT_BYTES, SANDBOX_LIMITS, ExecutionPolicy, limit_problems
 from .contract import resolve_workdir
 from .errors import ExecutionError
-from .settings import DEFAULT_SANDBOX_ROOT, runner_kind
+from .settings import DEFAULT_SANDBOX_ROOT, MAX_DELAY_MS, MAX_KILL_GRACE_SECONDS, runner_kind
 from .staging import MissingUpload, plan_uploads, resolve_source
 
 if TYPE_CHECKING:
@@ -71,6 +71,12 @@ def _policy(cfg: Mapping[str, Any], runner: str | None, policy: ExecutionPolicy)
             "asks for network: true, and this runtime gives bundles no network "
             "(mn serve --allow-network permits a sandboxed network that never reaches this host)"
         )
+    timeout = cfg.get("timeout_seconds")
+    if policy.max_run_seconds is not None and _is_number(timeout) and timeout > policy.max_run_seconds:
+        problems.append(
+            f"timeout_seconds {timeout:g} is above this runtime's cap of {policy.max_run_seconds:g} seconds "
+            "per run; it may only lower it"
+        )
     names = cfg.get("pass_env")
     if isinstance(names, list):
         refused = [str(n) for n in names if not policy.passes(str(n))]
@@ -80,36 +86,34 @@ def _policy(cfg: Mapping[str, Any], runner: str | None, policy: ExecutionPolicy)
                 f"pass_env names {', '.join(refused)}, which this runtime does not pass to bundles "
                 f"(allowed: {allowed}; mn serve --pass-env NAME allows one)"
             )
-    cap = policy.max_output_bytes
-    value = cfg.get("max_output_bytes")
-    if _is_number(value) and value > cap:
-        problems.append(
-            f"max_output_bytes {value} is above this runtime's cap of {cap}; bundles may only lower it"
-        )
     return problems
+
+
+#: OpenShell keys that act on the host or on the operator's accounts, not inside the sandbox:
+#: providers inject the operator's credentials, a policy can grant the network, ssh keys and
+#: remotes reach other machines as the operator.
+OPENSHELL_OPERATOR_KEYS = {
+    "sandbox_cli": "names a program on this host to run; the OpenShell CLI comes only from the "
+    "runtime's configuration (MIRROR_NEURON_OPENSHELL_BIN)",
+    "ssh_bin": "names a program on this host to run",
+    "providers": "hands the operator's credentials (OpenShell providers) to the sandbox",
+    "policy": "replaces the operator's OpenShell policy (it may grant the network)",
+    "ssh_key": "names a key file of this host",
+    "remote": "sends the command to another machine as the operator",
+}
 
 
 def _openshell_host_keys(cfg: Mapping[str, Any]) -> list[str]:
-    """OpenShell keys that name a program or a file on the host: an operator's settings, not a bundle's."""
-    problems = []
-    if cfg.get("sandbox_cli"):
-        problems.append(
-            "sandbox_cli names a program on this host to run; the OpenShell CLI comes only from the "
-            "runtime's configuration (MIRROR_NEURON_OPENSHELL_BIN)"
-        )
-    for key in ("policy", "ssh_key", "from"):
-        value = cfg.get(key)
-        if isinstance(value, str) and value and _names_host_path(value, key):
-            problems.append(f"{key} {value!r} names a path outside the bundle's payloads/; bundles may not")
+    """OpenShell keys that are the operator's settings, not a bundle's: :data:`OPENSHELL_OPERATOR_KEYS`."""
+    problems = [
+        f"{key} {why}; bundles may not set it" for key, why in OPENSHELL_OPERATOR_KEYS.items() if cfg.get(key)
+    ]
+    if cfg.get("no_auto_providers") is False:
+        problems.append("no_auto_providers: false would hand the operator's credentials to the sandbox")
+    image = cfg.get("from")
+    if isinstance(image, str) and (image.startswith(("/", "~", ".")) or ".." in PurePosixPath(image).parts):
+        problems.append(f"from {image!r} names a path on this host; give an image name")
     return problems
-
-
-def _names_host_path(value: str, key: str) -> bool:
-    """An absolute, home-relative or climbing path (for ``from``: any path rather than an image name)."""
-    parts = PurePosixPath(value).parts
-    if value.startswith(("/", "~")) or ".." in parts:
-        return True
-    return key == "from" and (value.startswith(".") or "Dockerfile" in value)
 
 
 def _paths(cfg: Mapping[str, Any], runner: str | None) -> list[str]:
@@ -155,7 +159,7 @@ def _command(cfg: Mapping[str, Any]) -> list[str]:
     return ["command must be a string or a list of strings"]
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -167,6 +171,10 @@ def _numbers(cfg: Mapping[str, Any]) -> list[str]:
     for key in NON_NEGATIVE_FIELDS:
         if key in cfg and cfg[key] is not None and not (_is_number(cfg[key]) and cfg[key] >= 0):
             problems.append(f"{key} must be a non-negative number, got {cfg[key]!r}")
+    for key, cap in (("startup_delay_ms", MAX_DELAY_MS), ("kill_grace_seconds", MAX_KILL_GRACE_SECONDS)):
+        value = cfg.get(key)
+        if _is_number(value) and value > cap:
+            problems.append(f"{key} must be at most {cap:g}, got {value!r}")
     if (
         "max_attempts" in cfg
         and _is_number(cfg["max_attempts"])
@@ -178,12 +186,15 @@ def _numbers(cfg: Mapping[str, Any]) -> list[str]:
 
 def _environment(cfg: Mapping[str, Any]) -> list[str]:
     problems = []
-    if (
-        "environment" in cfg
-        and cfg["environment"] is not None
-        and not isinstance(cfg["environment"], Mapping)
-    ):
+    environment = cfg.get("environment")
+    if environment is not None and not isinstance(environment, Mapping):
         problems.append("environment must be an object of NAME: value")
+    elif isinstance(environment, Mapping):
+        for key, value in environment.items():
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+                problems.append(f"environment name {str(key)[:60]!r} is not a valid variable name")
+            elif isinstance(value, str) and "\0" in value:
+                problems.append(f"environment value of {key} contains a NUL byte")
     pass_env = cfg.get("pass_env")
     if pass_env is not None and not (
         isinstance(pass_env, list) and all(isinstance(n, str) for n in pass_env)
@@ -191,6 +202,13 @@ def _environment(cfg: Mapping[str, Any]) -> list[str]:
         problems.append("pass_env must be a list of variable names")
     if "workdir" in cfg and cfg["workdir"] is not None and not isinstance(cfg["workdir"], str):
         problems.append("workdir must be a string")
+    for key in ("workdir", "sandbox_upload_path", "upload_path", "upload_as"):
+        if isinstance(cfg.get(key), str) and "\0" in cfg[key]:
+            problems.append(f"{key} contains a NUL byte")
+    command = cfg.get("command")
+    parts = command if isinstance(command, list) else [command]
+    if any(isinstance(part, str) and "\0" in part for part in parts):
+        problems.append("command contains a NUL byte")
     return problems
 
 
@@ -198,10 +216,11 @@ def _limits(cfg: Mapping[str, Any], runner: str | None, policy: ExecutionPolicy 
     """A bundle's ``limits`` may only lower the runtime's caps (any value for trusted host_local code)."""
     caps = (policy.limits if policy is not None else SANDBOX_LIMITS) if runner != "host_local" else None
     problems = limit_problems(cfg.get("limits"), caps) if caps is not None else _host_limits(cfg)
+    cap = policy.max_output_bytes if policy is not None else MAX_OUTPUT_BYTES
     value = cfg.get("max_output_bytes")
-    if policy is None and _is_number(value) and value > MAX_OUTPUT_BYTES:
+    if _is_number(value) and value > cap:
         problems.append(
-            f"max_output_bytes {value} is above the cap of {MAX_OUTPUT_BYTES}; bundles may only lower it"
+            f"max_output_bytes {value} is above this runtime's cap of {cap}; bundles may only lower it"
         )
     return problems
 

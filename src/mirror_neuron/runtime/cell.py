@@ -97,7 +97,7 @@ class AgentCell:
         self.waiters: list[AgentCell] | None = None
         bound = node.config.get("max_queue_size")
         valid = isinstance(bound, int) and not isinstance(bound, bool) and bound > 0
-        self.max_queue: int = bound if valid else self.config.max_queue_size
+        self.max_queue: int = bound if valid else self.config.max_queue_size  # type: ignore[assignment]
         self.scheduled = False
         self.dirty = True
         self.processed = 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..bounds import MAX_MESSAGE_BYTES, check_bounds
 from ..errors import AgentNotFound, JobStateError, MailboxFull, MessageError, NotFound
 from ..messages import normalize
+from ..names import quoted, text_problem
 from . import cell as states
 
 if TYPE_CHECKING:
@@ -67,8 +69,31 @@ def cancel(job: JobRun) -> dict[str, Any]:
     return {"job_id": job.job_id, "status": "cancelled", "dropped_messages": dropped}
 
 
+def check_message(job_id: str, agent_id: str, message: Any) -> None:
+    """Refuse an external message the store could not hold (too deep, too big, not JSON).
+
+    Checked where it enters, so the sender hears why; inside the job it would fail the
+    job's writes later instead.
+    """
+    what = f"message to agent {agent_id} of job {job_id}"
+    check_bounds(message, what=what, max_bytes=MAX_MESSAGE_BYTES)
+    kind = _message_type(message)
+    problem = text_problem(kind) if isinstance(kind, str) else None
+    if problem is not None:
+        raise MessageError(f"{what}: its type {quoted(kind)} is not a valid message type: {problem}")
+
+
+def _message_type(message: Any) -> Any:
+    """The type a message names, flat (``type``) or envelope form (``envelope.type``)."""
+    if not isinstance(message, dict):
+        return None
+    envelope = message.get("envelope")
+    return message.get("type") or (envelope.get("type") if isinstance(envelope, dict) else None)
+
+
 def send_message(job: JobRun, agent_id: str, message: Any) -> dict[str, Any]:
     """Enqueue ``message`` (flat or envelope form) in one agent's mailbox, bypassing edges."""
+    check_message(job.job_id, agent_id, message)
     if job.terminal:
         raise JobStateError(job.job_id, f"job {job.job_id} is not running (status: {job.status})")
     cell = job.cells.get(agent_id)

@@ -18,6 +18,7 @@ from ..events import make as make_event
 from ..messages import Message, normalize
 from ..store.base import TERMINAL_STATUSES
 from . import cell as states
+from .batches import FAILED_BY
 from .cell import NO_MAIL, AgentCell
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class JobRun:
         self.keep_snapshots = False
         #: Newest event worth showing an operator (progress displays).
         self.last_event: Event | None = None
+        #: Why the store refused this job's data (it failed for it); then only its record and
+        #: events are written, made safe.
+        self.store_error: str | None = None
 
     # -- records ------------------------------------------------------------------
 
@@ -271,6 +275,26 @@ class JobRun:
             self.error = error
             self.event("job_failed", agent_id, None, {"reason": error})
             self._finish()
+
+    def storage_failed(self, reason: str) -> None:
+        """The store refused this job's data: fail it, so that memory says what the store says.
+
+        A job that had just ended otherwise fails all the same: that end was never stored
+        (the writer stores the failure instead), and waiters must not be told otherwise.
+        """
+        if self.store_error is not None:
+            return
+        self.store_error = reason
+        if not self.terminal:
+            self.fail(FAILED_BY, reason)
+            return
+        if self.done.done():
+            return  # too late to change what waiters were told; the store says failed
+        self.status = "failed"
+        self.result = {"agent_id": FAILED_BY, "error": reason}
+        self.error = reason
+        self.event("job_failed", None, None, {"reason": reason})
+        self.touch()
 
     def cancel(self, reason: str) -> None:
         if self._terminate("cancelled", {"reason": reason}):

@@ -54,7 +54,13 @@ class Operations:
         return await self._control_call("cancel", job_id)
 
     async def send_message(self: Runtime, job_id: str, agent_id: str, message: Any) -> dict[str, Any]:
-        """Enqueue a message (flat or envelope form) in one agent's mailbox, bypassing edges."""
+        """Enqueue a message (flat or envelope form) in one agent's mailbox, bypassing edges.
+
+        Acknowledged once the message is stored; raises MessageError for a message the store
+        could not hold (checked before it goes anywhere) and StoreError when it was not stored.
+        """
+        if job_id not in self.jobs:  # before it is encoded for another runtime (a job here: control checks)
+            control.check_message(job_id, agent_id, message)
         return await self._control_call("send", job_id, agent_id=agent_id, message=message)
 
     async def dead_letters(self: Runtime, job_id: str) -> list[dict[str, Any]]:
@@ -83,11 +89,11 @@ class Operations:
         return {"deleted_count": len(doomed), "deleted_jobs": doomed}
 
     async def _apply(self: Runtime, op: str, job: JobRun, args: dict[str, Any]) -> dict[str, Any]:
+        """Act on a job hosted here; acknowledged only once the change is stored (group commit)."""
+        self.writer.check_writable()  # change nothing that could not be stored
         if op == "send":
             result = control.send_message(job, str(args.get("agent_id")), args.get("message"))
-            await self.writer.flush()  # acknowledged only once the message is durable (group commit)
-            return result
-        if op == "pause":
+        elif op == "pause":
             result = control.pause(job)
         elif op == "resume":
             result = control.resume(job)
@@ -95,7 +101,7 @@ class Operations:
             result = control.cancel(job)
         else:
             raise JobStateError(job.job_id, f"unknown control operation {op!r}")
-        await self.writer.flush()  # a status change is acknowledged once it is stored
+        await self.writer.commit(job)  # StoreError, not an acknowledgement, if it was not stored
         return result
 
     def inspect_node(self: Runtime) -> dict[str, Any]:
@@ -107,6 +113,7 @@ class Operations:
             "store": self.store.url,
             "jobs": sorted(self.jobs),
             "executor_pools": self.services["leases"].stats(),
+            "health": self.health(),
         }
 
     async def _serve_control(self: Runtime, request: dict[str, Any]) -> Any:
@@ -119,6 +126,9 @@ class Operations:
         return await self._apply(str(request.get("op")), job, request)
 
     async def _control_call(self: Runtime, op: str, job_id: str, **args: Any) -> dict[str, Any]:
+        # Degraded: this runtime's jobs have failed in memory and its store takes no writes, so
+        # say that (StoreError) rather than that the job is no longer hosted.
+        self.writer.check_writable()
         job = self.jobs.get(job_id)
         if job is not None:
             return await self._apply(op, job, args)

@@ -9,13 +9,14 @@ deterministic id, so nothing is counted twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..agents import create_agent
+from ..agents import create_agent, preflight
 from ..bundle import Bundle, load_bundle, manifest_from_data
-from ..errors import JobNotFound, JobStateError, ManifestError
+from ..errors import ExecutionError, JobNotFound, JobStateError, ManifestError
 from ..messages import Message, from_dict
 from ..store.base import TERMINAL_STATUSES
 from . import cell as states
@@ -89,13 +90,27 @@ async def recover_job(rt: Runtime, job_id: str) -> JobRun:
         raise JobStateError(job_id, f"job {job_id} is already running in this runtime")
     await _ensure_orphaned(record)
     bundle = await _bundle(rt, record)
+    refused = await _refused_here(rt, bundle)
     snapshots = {s["agent_id"]: s for s in await rt._read(rt.store.get_agents, job_id)}
     mail = await rt._read(rt.store.read_mailboxes, job_id)
     last_seq = await rt._read(rt.store.count_events, job_id)
     job = JobRun(rt, bundle, job_id)
     rt.jobs[job_id] = job
     restore(job, record, snapshots, mail, last_seq)
+    if refused is not None:  # e.g. a server restarted without --allow-host-local: never run it anyway
+        job.fail("job_runner", f"job {job_id} cannot be resumed by this runtime: {refused}")
     return job
+
+
+async def _refused_here(rt: Runtime, bundle: Bundle) -> str | None:
+    """What this runtime's execution policy refuses in the bundle (it was checked elsewhere)."""
+    try:
+        await asyncio.to_thread(preflight, bundle, rt.config)
+    except ManifestError as exc:
+        return str(exc)
+    except ExecutionError:
+        return None  # the sandbox is missing here: the runs say so, the job may be recovered later
+    return None
 
 
 async def _ensure_orphaned(record: dict[str, Any]) -> None:

@@ -8,18 +8,19 @@ Jobs hosted here are answered from memory; jobs hosted by another process (anoth
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from .._time import now_iso
+from .._time import iso, now_iso
 from ..agents import preflight
 from ..bundle import load_bundle
 from ..bundle.model import Bundle
 from ..config import Config
 from ..errors import JobNotFound, JobTimeout, StoreError
-from ..execution import LeaseManager
+from ..execution import LeaseManager, UnsafeTempDir, sweep_stale_runs
 from ..ids import job_id as new_job_id
 from ..store import MemoryStore, open_store
 from ..store.base import TERMINAL_STATUSES, Store, WriteBatch
@@ -58,6 +59,12 @@ def _restore_gc(threshold: int | None) -> None:
         gc.set_threshold(*_gc_saved)
 
 
+def _window(ids: list[str], after: str | None, limit: int | None) -> slice:
+    """The page of sorted ``ids``: those above ``after`` (all when ``None``), at most ``limit``."""
+    start = 0 if after is None else bisect.bisect_right(ids, after)
+    return slice(start, None if limit is None else start + limit)
+
+
 class Runtime(Operations):
     """Hosts jobs. Use as an async context manager, or call :meth:`start` / :meth:`close`."""
 
@@ -90,6 +97,10 @@ class Runtime(Operations):
             if self.config.control and not isinstance(self.store, MemoryStore):
                 self._control = remote.ControlServer(self._serve_control)
                 await self._control.start()
+            # What a runtime killed with -9 left in the temp dir (staging trees, its /etc copy).
+            # An unsafe temp dir is not touched; executor runs report it when they need it.
+            with contextlib.suppress(UnsafeTempDir):
+                await asyncio.to_thread(sweep_stale_runs, self.config.temp_dir)
             _tune_gc(self.config.gc_threshold)
             self._driver = asyncio.create_task(self.scheduler.run(), name="mn-scheduler")
             self._heartbeat = asyncio.create_task(self._beat(), name="mn-heartbeat")
@@ -121,11 +132,11 @@ class Runtime(Operations):
                 task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        for task in (self._driver, self._heartbeat):
-            if task is not None:
-                task.cancel()
+        for background in (self._driver, self._heartbeat):
+            if background is not None:
+                background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await background
         if self._control is not None:
             await self._control.close()
         await self.writer.close()
@@ -134,13 +145,28 @@ class Runtime(Operations):
             _restore_gc(self.config.gc_threshold)
 
     def _store_failed(self, exc: BaseException) -> None:
-        """The store refused writes for good: end every job here (its last commit stays recoverable)."""
+        """The store takes no writes (the writer is degraded): end every job here, in memory.
+
+        Their failure is written when the store works again (the writer retries); should
+        this runtime be gone by then, the last commit of each job stays and can be recovered.
+        """
         reason = (
-            f"the store failed, so the job cannot go on safely: {exc}; its last committed state is kept "
-            "and `mn job recover` resumes it once the store works again"
+            f"the store failed, so the job cannot go on safely: {exc}; this failure is stored once the "
+            "store works again, or else its last committed state is kept and `mn job recover` resumes it"
         )
         for job in list(self.jobs.values()):
             job.fail("job_runner", reason)
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok"}``, or ``"degraded"`` with the reason and since when (ISO-8601).
+
+        Degraded means the store takes no writes at all: jobs here have failed, and held-back
+        writes are retried until one succeeds (see :class:`StoreWriter`).
+        """
+        state = self.writer.degraded
+        if state is None:
+            return {"status": "ok"}
+        return {"status": "degraded", "reason": state.reason, "since": iso(state.since)}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a runtime-owned background task (kept referenced until done)."""
@@ -167,15 +193,15 @@ class Runtime(Operations):
         """Validate and start a job; returns its id once the ``pending`` record is stored."""
         if self._driver is None:
             await self.start()
-        bundle = source if isinstance(source, Bundle) else load_bundle(source)
-        preflight(bundle, self.config)
+        # Parsing and validating a big manifest takes seconds: never on the event loop.
+        bundle = source if isinstance(source, Bundle) else await asyncio.to_thread(load_bundle, source)
+        await asyncio.to_thread(preflight, bundle, self.config)  # stats upload sources, may probe bwrap
         job_id = job_id or new_job_id(bundle.manifest.graph_id)
         job = JobRun(self, bundle, job_id)
-        # A job that may outlive this process is recoverable from its stored manifest; the
-        # manifest is committed with the pending record, before submit returns.
-        blobs = {job_id: {"manifest": bundle.manifest.to_dict()}} if self.store.blocking else {}
         try:
-            await self.writer.run_blocking(self._create, job.record(), blobs)
+            await self.writer.run_blocking(
+                self._create, job.record(), bundle if self.store.blocking else None
+            )
         except StoreError:
             raise
         except Exception as exc:
@@ -185,10 +211,17 @@ class Runtime(Operations):
         job.start()
         return job_id
 
-    def _create(self, record: dict[str, Any], blobs: dict[str, dict[str, Any]]) -> None:
+    def _create(self, record: dict[str, Any], bundle: Bundle | None) -> None:
+        """Store the pending record and, for a job that may outlive this process, its manifest.
+
+        The manifest is committed with the pending record, before submit returns, so the job is
+        recoverable from the store (built here, in the writer's thread: big manifests take time).
+        """
+        self.writer.check_writable()  # a degraded runtime takes no new jobs: it could not store them
         self.store.create_job(record)
-        if blobs:
-            self.store.write_batch(WriteBatch(blobs=blobs))
+        if bundle is not None:
+            manifest = bundle.manifest.to_dict()
+            self.store.write_batch(WriteBatch(blobs={record["job_id"]: {"manifest": manifest}}))
 
     async def run(self, source: Any, *, timeout: float | None = None) -> tuple[str, dict[str, Any]]:
         """Submit and wait: ``(job_id, terminal job record)``."""
@@ -236,14 +269,24 @@ class Runtime(Operations):
             raise JobNotFound(job_id)
         return record
 
-    async def inspect_agents(self, job_id: str) -> list[dict[str, Any]]:
+    async def inspect_agents(
+        self, job_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Agent views sorted by id: those with an id above ``after``, at most ``limit``.
+
+        Paging matters for big jobs: only the agents of the page are snapshotted, so a
+        1e6-agent job does not cost a 1e6-snapshot answer per call.
+        """
         job = self.jobs.get(job_id)
         if job is not None:
-            return [job.cells[k].snapshot() for k in sorted(job.cells)]
+            ids = sorted(job.cells)
+            return [job.cells[k].snapshot() for k in ids[_window(ids, after, limit)]]
         record = await self._read(self.store.get_job, job_id)
         if record is None:
             raise JobNotFound(job_id)
-        return final_agent_views(record, await self._read(self.store.get_agents, job_id))
+        views = final_agent_views(record, await self._read(self.store.get_agents, job_id))
+        ids = [str(v.get("agent_id")) for v in views]  # the store sorts them by id
+        return views[_window(ids, after, limit)]
 
     async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         job = self.jobs.get(job_id)

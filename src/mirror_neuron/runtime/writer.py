@@ -5,26 +5,78 @@ waiting) the writer collects new events, changed job records and changed agent
 snapshots into one :class:`~mirror_neuron.store.base.WriteBatch`. Blocking stores are
 written from a single worker thread, which keeps batches in order; when writes fall
 behind, the scheduler is gated until the store catches up, so memory stays bounded.
+
+A writer that cannot write is never silent, and one job cannot stop the others:
+
+* A batch the store refuses (after :data:`WRITE_ATTEMPTS`) is logged and written again
+  job by job. A job whose own part is refused (say a value that cannot be encoded) fails
+  with the reason, in memory and, cut down to its failed record and events, in the
+  store; the other jobs' parts are written and the writer goes on for everyone.
+* Only when nothing at all can be written is the store down: the writer is *degraded*
+  (:attr:`StoreWriter.degraded`), the runtime fails its jobs in memory, what could not be
+  written is held back, in order, and retried with bounded backoff; the first write that
+  succeeds makes the writer healthy again.
+* :meth:`StoreWriter.commit` is what durable acknowledgements await: it raises
+  :class:`~mirror_neuron.errors.StoreError` unless what was marked so far is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
+from .._time import iso
+from ..errors import StoreError
 from ..store.base import Store, WriteBatch
+from . import batches
 
 if TYPE_CHECKING:
     from .job import JobRun
     from .scheduler import Scheduler
 
+log = logging.getLogger("mirror_neuron.store")
+
 MAX_IN_FLIGHT = 2
 #: A failing batch is tried this many times (after the store's own retries), 0.1 s, 0.4 s apart.
 WRITE_ATTEMPTS = 3
 RETRY_DELAY = 0.1
+#: While degraded, held-back writes are retried after this long, doubling up to the cap.
+DEGRADED_RETRY_FIRST = 0.25
+DEGRADED_RETRY_MAX = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Degraded:
+    """Why the store takes no writes, and since when (epoch seconds)."""
+
+    reason: str
+    since: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one batch, reported from the writer thread to the event loop."""
+
+    #: Jobs whose own data the store refused: job id → reason (they fail).
+    failed: dict[str, str] = field(default_factory=dict)
+    #: Set when nothing could be written: the store is down and this batch is held back.
+    unwritten: WriteBatch | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A batch held back while the store is down, with the jobs it belongs to."""
+
+    serial: int
+    batch: WriteBatch
+    jobs: list[JobRun]
 
 
 class StoreWriter:
@@ -39,12 +91,27 @@ class StoreWriter:
         self._executor = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="mn-store") if store.blocking else None
         )
-        self._in_flight: list[asyncio.Future[None]] = []
-        self._last: asyncio.Future[None] | None = None
-        self.error: BaseException | None = None
-        #: Called (on the event loop) once when the store has failed for good.
+        self._in_flight: list[asyncio.Future[Outcome]] = []
+        self._last: asyncio.Future[Outcome] | None = None
+        #: Set while the store takes no writes at all (see the module docstring).
+        self.degraded: Degraded | None = None
+        #: Set when healthy, cleared while degraded: ``await writer.healthy.wait()``.
+        self.healthy = asyncio.Event()
+        self.healthy.set()
+        #: Called on the event loop when the store fails for good (and on each failed retry).
         self.on_error: Callable[[BaseException], None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._serials = itertools.count()
+        self._held: list[_Held] = []
+        self._retry_delay = DEGRADED_RETRY_FIRST
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_task: asyncio.Task[bool] | None = None
+        self._retry_lock = asyncio.Lock()
+        #: Set when a batch failed jobs (their failure is still to be written), for flush().
+        self._failed_jobs = False
+        #: Writer-thread state: why the store is down (later batches must not overtake held ones).
+        self._down: str | None = None
+
+    # -- the hot path -----------------------------------------------------------------
 
     def mark(self, job: JobRun) -> None:
         if not job.dirty:
@@ -59,11 +126,14 @@ class StoreWriter:
         self._timer = None
         self._start_flush()
 
-    def _collect(self) -> WriteBatch:
+    def _collect(self) -> tuple[WriteBatch, list[JobRun]]:
         batch = WriteBatch()
         jobs, self._dirty = self._dirty, []
         for job in jobs:
             job.dirty = False
+            if job.store_error is not None:
+                _collect_failed(batch, job)
+                continue
             if job.pending_events:
                 batch.events[job.job_id] = job.pending_events
                 job.pending_events = []
@@ -91,72 +161,243 @@ class StoreWriter:
             if job.record_dirty:
                 job.record_dirty = False
                 batch.jobs.append(job.record())
-        return batch
+        return batch, jobs
 
-    def _start_flush(self) -> asyncio.Future[None]:
+    def _start_flush(self) -> asyncio.Future[Outcome]:
         """Collect what is dirty now and hand it to the store; returns the write's future."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch = self._collect()
-        loop = self._loop = asyncio.get_running_loop()
-        if self.error is not None:  # the store failed: keep what it has, write nothing more
+        batch, jobs = self._collect()
+        loop = asyncio.get_running_loop()
+        if self.degraded is not None:  # the store is down: hold it back, in order, for the retry
+            if batch:
+                self._held.append(_Held(next(self._serials), batch, jobs))
             return _done(loop)
+        serial = next(self._serials)
+        if self._held:  # held back while a retry ran: they go first
+            held = sorted(self._held, key=lambda h: h.serial)
+            self._held = []
+            batch = batches.merge([*(h.batch for h in held), batch])
+            jobs = [job for h in held for job in h.jobs] + jobs
+            serial = held[0].serial
         if not batch:
             return self._last if self._last is not None else _done(loop)
         if self._executor is None:
-            fut: asyncio.Future[None] = loop.create_future()
-            try:
-                self.store.write_batch(batch)
-                fut.set_result(None)
-            except Exception as exc:
-                self._record_error(exc)
-                fut.set_result(None)
+            outcome = self._commit(batch, attempts=1)
+            if not outcome.failed and outcome.unwritten is None:
+                fut = _done(loop)  # written: nothing to settle, and no turn of the loop to wait
+            else:  # settled on the next turn: failing jobs here would re-enter the writer
+                fut = loop.create_future()
+                loop.call_soon(self._settle_inline, fut, outcome, serial, jobs)
         else:
-            fut = loop.run_in_executor(self._executor, self._write, batch)
+            fut = loop.run_in_executor(self._executor, self._commit, batch, WRITE_ATTEMPTS)
             self._in_flight.append(fut)
-            fut.add_done_callback(self._on_written)
+            fut.add_done_callback(lambda f: self._on_written(f, serial, jobs))
             if len(self._in_flight) >= MAX_IN_FLIGHT and self.scheduler.gate is None:
-                self.scheduler.gate = fut
+                self.scheduler.gate = cast("asyncio.Future[None]", fut)  # awaited, never read
         self._last = fut
         return fut
 
-    def _write(self, batch: WriteBatch) -> None:
+    # -- the writer thread --------------------------------------------------------------
+
+    def _commit(self, batch: WriteBatch, attempts: int, retrying: bool = False) -> Outcome:
+        """Write ``batch``; failing that, job by job. Runs in the writer thread (never raises)."""
+        if self._down is not None and not retrying:
+            return Outcome(unwritten=batch, error=self._down)
+        error = self._write(batch, attempts)
+        if error is None:
+            self._down = None
+            return Outcome()
+        log.error("store write failed after %d attempt(s), writing job by job: %s", attempts, error)
+        try:
+            outcome = self._isolate(batch, error)
+        except Exception as exc:  # a bug here must not kill the writer: hold the batch, stay loud
+            log.exception("writing job by job failed")
+            outcome = Outcome(unwritten=batch, error=f"{error} (then: {exc!r})")
+        self._down = outcome.error if outcome.unwritten is not None else None
+        return outcome
+
+    def _write(self, batch: WriteBatch, attempts: int) -> Exception | None:
         delay = RETRY_DELAY
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 self.store.write_batch(batch)
-                return
+                return None
             except Exception as exc:
-                if attempt == WRITE_ATTEMPTS:
-                    self._record_error(exc)
-                    return
+                if attempt == attempts:
+                    return exc
                 time.sleep(delay)  # in the writer thread: the event loop is not blocked
                 delay *= 4
+        return None
 
-    def _record_error(self, exc: BaseException) -> None:
-        """The store refused a batch for good: stop writing and tell the runtime.
+    def _isolate(self, batch: WriteBatch, error: Exception) -> Outcome:
+        """Write each job's part alone, an unencodable part cut down; the store is down if nothing goes in.
 
-        Batches are atomic, so the store still holds the last consistent commit of every
-        job; the runtime fails its jobs in memory, and they can be recovered from that
-        commit once the store is repaired.
+        A part the store refused although it can be encoded is the store's problem, not the
+        job's: it is held back with the rest and retried, never failed.
         """
-        if self.error is None:
-            self.error = exc
-            if self.on_error is not None and self._loop is not None:
-                self._loop.call_soon_threadsafe(self.on_error, exc)
+        parts = batches.split(batch)
+        refused = {job_id: exc for job_id, part in parts.items() if (exc := self._write(part, 1))}
+        bad = {job_id: why for job_id in refused if (why := batches.unencodable(parts[job_id]))}
+        for job_id in [j for j in refused if j not in bad]:  # good data: the store's moment, try again
+            if self._write(parts[job_id], WRITE_ATTEMPTS) is None:
+                del refused[job_id]
+        if any(job_id not in bad for job_id in refused):  # still refused: an outage, hold it all back
+            unwritten = batches.merge([parts[job_id] for job_id in refused])
+            return Outcome(unwritten=unwritten, error=str(next(iter(refused.values()))))
+        store_up = len(refused) < len(parts)
+        failed: dict[str, str] = {}
+        for job_id, why in bad.items():
+            failed[job_id] = (
+                f"the store could not write this job's data: a value cannot be encoded as JSON: {why}"
+            )
+            minimal = batches.rescue(parts[job_id], job_id, failed[job_id])
+            rescue_error = self._write(minimal, 1) if minimal else self._probe(job_id)
+            if rescue_error is None:
+                store_up = True
+            else:
+                error = rescue_error
+        if not store_up:
+            return Outcome(unwritten=batch, error=str(error))
+        for job_id, reason in failed.items():
+            log.error("job %s fails: %s", job_id, reason)
+        return Outcome(failed=failed)
 
-    def _on_written(self, fut: asyncio.Future[Any]) -> None:
+    def _probe(self, job_id: str) -> Exception | None:
+        """Whether the store answers at all, when a refused part leaves nothing to write."""
+        try:
+            self.store.get_job(job_id)
+        except Exception as exc:
+            return exc
+        return None
+
+    # -- back on the event loop ------------------------------------------------------------
+
+    def _on_written(self, fut: asyncio.Future[Outcome], serial: int, jobs: list[JobRun]) -> None:
         self._in_flight.remove(fut)
         gate = self.scheduler.gate
         if gate is not None and gate.done() and len(self._in_flight) < MAX_IN_FLIGHT:
             self.scheduler.gate = None
+        if not fut.cancelled() and fut.exception() is None:
+            self._settle(fut.result(), serial, jobs)
+
+    def _settle_inline(
+        self, fut: asyncio.Future[Outcome], outcome: Outcome, serial: int, jobs: list[JobRun]
+    ) -> None:
+        self._settle(outcome, serial, jobs)
+        fut.set_result(outcome)
+
+    def _settle(self, outcome: Outcome, serial: int, jobs: list[JobRun]) -> None:
+        """Apply a batch's outcome: fail the jobs the store refused, hold back what was not written."""
+        if outcome.failed:
+            by_id = {job.job_id: job for job in jobs}
+            for job_id, reason in outcome.failed.items():
+                job = by_id.get(job_id)
+                if job is not None:
+                    job.storage_failed(reason)
+                    self._failed_jobs = True
+        if outcome.unwritten is not None:
+            self._held.append(_Held(serial, outcome.unwritten, jobs))
+            self._degrade(outcome.error or "the store refused every write")
+        elif self.degraded is not None:
+            self._recovered()
+
+    def _degrade(self, reason: str) -> None:
+        if self.degraded is None:
+            self.degraded = Degraded(reason, time.time())
+            self.healthy.clear()
+            self._retry_delay = DEGRADED_RETRY_FIRST
+            log.error(
+                "the store takes no writes, the runtime is degraded (writes are held back and retried): %s",
+                reason,
+            )
+        else:
+            self.degraded = Degraded(reason, self.degraded.since)
+        if self.on_error is not None:
+            self.on_error(StoreError(reason))
+        self._schedule_retry()
+
+    def _recovered(self) -> None:
+        assert self.degraded is not None
+        log.warning(
+            "the store takes writes again after %.1fs; the runtime is healthy",
+            time.time() - self.degraded.since,
+        )
+        self.degraded = None
+        self.healthy.set()
+        if self._held:  # held back while the retry ran: write them now, still in order
+            self._start_flush()
+
+    # -- retries while degraded ------------------------------------------------------------
+
+    def _schedule_retry(self) -> None:
+        if self._retry_timer is not None or (self._retry_task is not None and not self._retry_task.done()):
+            return
+        loop = asyncio.get_running_loop()
+        self._retry_timer = loop.call_later(self._retry_delay, self._on_retry_timer)
+        self._retry_delay = min(self._retry_delay * 2, DEGRADED_RETRY_MAX)
+
+    def _on_retry_timer(self) -> None:
+        self._retry_timer = None
+        self._retry_task = asyncio.get_running_loop().create_task(self.retry(), name="mn-store-retry")
+
+    async def retry(self) -> bool:
+        """Write what was held back since the store failed, now; True once the writer is healthy."""
+        async with self._retry_lock:
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+                self._retry_timer = None
+            while self._in_flight:  # earlier batches first: they come back held, in their place
+                await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+            if self.degraded is None:
+                return True
+            held = sorted(self._held, key=lambda h: h.serial)
+            self._held = []
+            batch = batches.merge(h.batch for h in held)
+            jobs = [job for h in held for job in h.jobs]
+            serial = held[0].serial if held else next(self._serials)
+            if self._executor is None:
+                outcome = self._commit(batch, 1, True)
+            else:
+                loop = asyncio.get_running_loop()
+                outcome = await loop.run_in_executor(self._executor, self._commit, batch, 1, True)
+            self._settle(outcome, serial, jobs)
+            return self.degraded is None
+
+    # -- waiting -----------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write everything marked so far and wait until the store has it."""
+        """Write everything marked so far and wait until the store has it (or has refused it).
+
+        A job the store refused fails meanwhile: its failure is written before this returns.
+        """
         await self._start_flush()
-        while self._in_flight:
-            await asyncio.gather(*list(self._in_flight))
+        while True:
+            while self._in_flight:
+                await asyncio.gather(*list(self._in_flight))
+            if not self._failed_jobs:
+                return
+            self._failed_jobs = False
+            await self._start_flush()
+
+    async def commit(self, job: JobRun) -> None:
+        """Flush, then raise StoreError unless what was marked for ``job`` is stored.
+
+        For acknowledgements that promise durability (a sent message, a status change):
+        they must fail rather than be given for data the store does not have.
+        """
+        self.check_writable()
+        await self.flush()
+        self.check_writable()
+        if job.store_error is not None:
+            raise StoreError(f"job {job.job_id}: {job.store_error}")
+
+    def check_writable(self) -> None:
+        """Raise StoreError while degraded: nothing written now would be stored."""
+        state = self.degraded
+        if state is not None:
+            raise StoreError(f"the store takes no writes (degraded since {iso(state.since)}): {state.reason}")
 
     async def run_blocking(self, fn: Any, *args: Any) -> Any:
         """Run a store call in the writer's thread, ordered after queued batches."""
@@ -165,12 +406,42 @@ class StoreWriter:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def close(self) -> None:
+        """Flush; if the store is down, try what was held back once more, and say what is lost."""
         await self.flush()
+        if self.degraded is not None and not await self.retry():
+            jobs = sorted({job.job_id for h in self._held for job in h.jobs})
+            log.error(
+                "closing with the store down: the last changes of %d job(s) were not stored (%s): %s",
+                len(jobs),
+                ", ".join(jobs),
+                self.degraded.reason if self.degraded else "",
+            )
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        if self._retry_task is not None and not self._retry_task.done():
+            self._retry_task.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
 
-def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-    fut: asyncio.Future[None] = loop.create_future()
-    fut.set_result(None)
+def _collect_failed(batch: WriteBatch, job: JobRun) -> None:
+    """A job whose data the store refused: only its record and events (made safe) are written.
+
+    Its snapshots, mail and blobs are dropped, since one of them is likely what the store
+    refused, and a failed job is never resumed from them.
+    """
+    if job.pending_events:
+        batch.events[job.job_id] = batches.safe_events(job.pending_events)
+        job.pending_events = []
+    for cell in job.cells.values():
+        cell.dirty = False
+    job.blobs = {}
+    if job.record_dirty:
+        job.record_dirty = False
+        batch.jobs.append(job.record())
+
+
+def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[Outcome]:
+    fut: asyncio.Future[Outcome] = loop.create_future()
+    fut.set_result(Outcome())
     return fut

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from .app import create_app
 from .auth import check_bind, is_loopback
-from .settings import ServerSettings, UploadLimits
+from .settings import ManifestLimits, ServerSettings, UploadLimits
 
-__all__ = ["ServerSettings", "UploadLimits", "check_bind", "create_app", "is_loopback"]
+__all__ = [
+    "ManifestLimits",
+    "ServerSettings",
+    "UploadLimits",
+    "check_bind",
+    "create_app",
+    "is_loopback",
+]

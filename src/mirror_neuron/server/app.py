@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,30 +32,25 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
     """Build the app. Nothing starts until the ASGI server runs its lifespan."""
     settings = settings or ServerSettings()
     config = config or Config.from_env()
-    # Bundles come from clients: they get only what the operator allowed (the config's caps stay).
-    config = config.with_(
-        policy=ExecutionPolicy.submitted(
-            allow_host_local=settings.allow_host_local,
-            allow_openshell=settings.allow_openshell,
-            allow_network=settings.allow_network,
-            pass_env=settings.pass_env,
-            limits=config.policy.limits,
-            max_output_bytes=config.policy.max_output_bytes,
-            openshell_bin=config.policy.openshell_bin,
-        )
-    )
+    # Bundles come from clients: they get only what the operator allowed; everything else the
+    # operator configured (caps, the OpenShell CLI, network allow/deny lists) stays.
+    config = config.with_(policy=submitted_policy(config.policy, settings))
+
+    manifest_limits = replace(settings.manifests, max_bytes=settings.max_manifest_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upload_dir = settings.upload_dir or (config.data_dir / "uploads" if config.data_dir else None)
         if upload_dir is not None:
             upload_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        uploads = Uploads(upload_dir, settings.uploads)
+        uploads = Uploads(upload_dir, settings.uploads, manifest_limits)
         runtime = Runtime(config)
         try:
             await runtime.start()
             # Jobs whose runtime died (or a previous server) go on here.
             await runtime.recover_orphans()
+            # Then their bundles get an owner again, and a killed server's leftovers go.
+            await uploads.sweep(runtime)
             app.state.runtime = runtime
             app.state.uploads = uploads
             yield
@@ -70,6 +66,7 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.manifest_limits = manifest_limits
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -79,6 +76,17 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
     else:
         app.add_middleware(LocalOnly)
     return app
+
+
+def submitted_policy(operator: ExecutionPolicy, settings: ServerSettings) -> ExecutionPolicy:
+    """The operator's policy with every door for client bundles closed but those ``settings`` open."""
+    return operator.with_(
+        allow_host_local=settings.allow_host_local,
+        allow_openshell=settings.allow_openshell,
+        allow_network=settings.allow_network,
+        pass_env=frozenset(settings.pass_env),
+        max_run_seconds=operator.max_run_seconds or settings.max_run_seconds,
+    )
 
 
 def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:

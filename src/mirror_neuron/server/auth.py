@@ -4,7 +4,8 @@ The server binds 127.0.0.1 by default. Listening anywhere else without a token w
 hand job submission (which runs bundle code) to the network, so :func:`check_bind`
 refuses it. With a token, every request but the health probe must carry
 ``Authorization: Bearer <token>``; the token is compared in constant time and never
-logged or echoed.
+logged or echoed. A token must be worth having: :func:`check_token` refuses short ones
+and ones with whitespace (a token of ``" "`` was accepted once, which is no protection).
 
 Loopback alone does not keep web pages out: any site the user visits can make the
 browser POST a multipart form (a bundle zip) to ``127.0.0.1``, or point a DNS name at
@@ -24,10 +25,42 @@ from ..errors import MirrorNeuronError
 from .middleware import send_json
 
 TOKEN_ENV = "MIRROR_NEURON_API_TOKEN"
+#: Fewest characters of an API token (``secrets.token_urlsafe(32)`` gives 43).
+MIN_TOKEN_LENGTH = 16
+MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class InsecureBind(MirrorNeuronError):
     """The server was asked to listen beyond loopback without a token."""
+
+
+class WeakToken(InsecureBind):
+    """The API token is too easy to guess (too short) or unusable in a header (whitespace)."""
+
+
+def token_problem(token: str, min_length: int = MIN_TOKEN_LENGTH) -> str | None:
+    """Why ``token`` is not acceptable, or ``None``.
+
+    Only visible ASCII is allowed: whitespace is trimmed or split by HTTP clients and
+    proxies, and anything else cannot travel in a header as typed.
+    """
+    if len(token) < min_length:
+        return f"it has {len(token)} character{'' if len(token) == 1 else 's'}, fewer than {min_length}"
+    if any(c.isspace() for c in token):
+        return "it contains whitespace"
+    if not all("!" <= c <= "~" for c in token):
+        return "it contains characters other than visible ASCII"
+    return None
+
+
+def check_token(token: str, min_length: int = MIN_TOKEN_LENGTH) -> None:
+    """Raise :class:`WeakToken`, saying how to make a good one, unless ``token`` is strong enough."""
+    problem = token_problem(token, min_length)
+    if problem is not None:
+        raise WeakToken(
+            f"the API token is too weak: {problem}; use at least {min_length} visible characters "
+            f"without whitespace, e.g. make one with: {MAKE_TOKEN}"
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -39,12 +72,15 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Raise :class:`InsecureBind` unless ``host`` is loopback or a token is set."""
+def check_bind(host: str, token: str | None, min_token_length: int = MIN_TOKEN_LENGTH) -> None:
+    """Raise :class:`InsecureBind` unless ``host`` is loopback or a token is set, and
+    :class:`WeakToken` for a set token that is too weak (also on loopback)."""
+    if token is not None:
+        check_token(token, min_token_length)
     if not is_loopback(host) and not token:
         raise InsecureBind(
             f"refusing to listen on {host} without an API token: set {TOKEN_ENV} "
-            "or pass --token (or bind 127.0.0.1)"
+            f"or pass --token (or bind 127.0.0.1); make one with: {MAKE_TOKEN}"
         )
 
 

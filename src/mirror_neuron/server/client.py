@@ -10,6 +10,7 @@ import io
 import os
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,12 @@ WAIT_SLICE = 30.0
 
 
 def zip_bundle(root: Path) -> bytes:
-    """The bundle folder as an in-memory zip (symlinked files are stored as their content,
-    symlinked folders are not followed)."""
+    """The bundle folder as an in-memory zip (symlinked files inside it are stored as their
+    content, symlinked folders are not followed, a symlink out of the bundle is refused).
+
+    Raises:
+        MirrorNeuronError: a symlink points outside the bundle (e.g. at ``~/.aws/credentials``).
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for folder, dirs, files in os.walk(root):
@@ -34,6 +39,11 @@ def zip_bundle(root: Path) -> bytes:
                 archive.write(path, path.relative_to(root).as_posix())
             for name in sorted(files):
                 path = Path(folder) / name
+                if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+                    raise MirrorNeuronError(  # a local run refuses it too: never ship what it points to
+                        f"bundle file {path.relative_to(root).as_posix()} is a symlink to "
+                        f"{os.readlink(path)}, outside the bundle; it is not uploaded"
+                    )
                 if path.is_file():
                     archive.write(path, path.relative_to(root).as_posix())
     return buffer.getvalue()
@@ -85,6 +95,35 @@ class ServerClient:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/cancel")
+
+    def iter_agents(self, job_id: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every agent of the job, sorted by id, fetched one page at a time (see ``next``)."""
+        params: dict[str, Any] = {} if page_size is None else {"limit": page_size}
+        return self._pages(f"/jobs/{job_id}/agents", params)
+
+    def agents(self, job_id: str, *, page_size: int | None = None) -> list[dict[str, Any]]:
+        return list(self.iter_agents(job_id, page_size=page_size))
+
+    def iter_events(
+        self, job_id: str, *, after: int = 0, page_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The job's stored events after ``after``, oldest first, one page at a time."""
+        params: dict[str, Any] = {"after": after}
+        if page_size is not None:
+            params["limit"] = page_size
+        return self._pages(f"/jobs/{job_id}/events", params)
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list: each reply's ``next`` is the following request's ``after``."""
+        while True:
+            page = self.request("GET", path, params=params)
+            yield from page["data"]
+            if page.get("next") is None:
+                return
+            params = {**params, "after": page["next"]}
+
+    def events(self, job_id: str, *, after: int = 0, page_size: int | None = None) -> list[dict[str, Any]]:
+        return list(self.iter_events(job_id, after=after, page_size=page_size))
 
 
 def _error(response: httpx.Response) -> MirrorNeuronError:

@@ -8,6 +8,7 @@ server itself. Handlers never re-word runtime messages: the CLI and the API say 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,6 +40,18 @@ class BadUpload(MirrorNeuronError):
 
 class UploadTooLarge(BadUpload):
     """An upload or one of its entries is over a size or count limit."""
+
+
+class ManifestTooLarge(UploadTooLarge):
+    """A manifest (JSON body or ``manifest.json`` of an upload) has more bytes than the server takes."""
+
+
+class MessageTooLarge(UploadTooLarge):
+    """A message body has more bytes than any message may (checked before it is parsed)."""
+
+
+class ManifestOverLimit(ManifestError):
+    """A manifest has more nodes, edges or initial inputs than the server takes (each problem named)."""
 
 
 # First match wins, so subclasses come before their bases.
@@ -93,9 +106,17 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, f"internal error: {type(exc).__name__}")
 
 
+Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
+#: Starlette picks the handler by the exception's MRO.
+HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
+    (MirrorNeuronError, _mirror_neuron_error),
+    (RequestValidationError, _validation_error),
+    (HTTPException, _http_error),
+    (Exception, _unexpected),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the mapping on ``app`` (Starlette picks the handler by the exception's MRO)."""
-    app.add_exception_handler(MirrorNeuronError, _mirror_neuron_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    """Register the mapping on ``app``."""
+    for exc_class, handler in HANDLERS:
+        app.add_exception_handler(exc_class, handler)

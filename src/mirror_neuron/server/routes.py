@@ -7,24 +7,51 @@ the store that it cannot represent.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Header, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from ..runtime import Runtime
 from . import schemas as s
+from .limits import decode_body, decode_message
+from .records import public_record
 from .settings import ServerSettings
 from .stream import event_stream
 
 MAX_SEQ = 2**53  # JSON-safe and far below SQLite's integer range
 MAX_LIMIT = 100_000
+MAX_AGENT_PAGE = 10_000
 
 JobId = Annotated[str, Path(description="Job id as returned by POST /jobs.")]
 AgentId = Annotated[str, Path(description="Agent (node) id within the job.")]
 Limit = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
 After = Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events with a larger seq.")]
+EventLimit = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_LIMIT, description="Events per page (default: the server's page size, 10,000)."),
+]
+AgentLimit = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_AGENT_PAGE, description="Agents per page (default: the server's page size, 1,000)."),
+]
+AgentAfter = Annotated[
+    str | None, Query(max_length=1024, description="Only agents whose id sorts after this one (`next`).")
+]
+
+
+#: ``POST /jobs`` reads its body itself (to decode it off the event loop); this documents it.
+def _object_body(description: str) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its JSON object itself (off the event loop)."""
+    schema = {"type": "object", "additionalProperties": True}
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "description": description, "content": content}}
+
+
+MANIFEST_BODY = _object_body("manifest.json as an object.")
+MESSAGE_BODY = _object_body("A message, flat or envelope form.")
 
 router = APIRouter(prefix="/api/v1")
 
@@ -37,9 +64,19 @@ def _settings(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 
-@router.get("/health", response_model=s.Health, tags=["system"])
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/health",
+    response_model=s.Health,
+    response_model_exclude_none=True,
+    tags=["system"],
+    responses={503: {"model": s.Health, "description": "Degraded: the store takes no writes."}},
+)
+async def health(request: Request, response: Response) -> dict[str, Any]:
+    """``ok``; 503 ``degraded`` with the reason while the runtime cannot write to its store."""
+    state = _runtime(request).health()
+    if state["status"] != "ok":
+        response.status_code = 503
+    return state
 
 
 @router.get("/system/summary", response_model=s.Summary, tags=["system"])
@@ -60,12 +97,23 @@ def _pools(rt: Runtime) -> dict[str, dict[str, int]]:
     }
 
 
-@router.post("/jobs", status_code=201, response_model=s.Submitted, tags=["jobs"], responses=s.JOB_ERRORS)
-async def submit(
-    request: Request, manifest: Annotated[dict[str, Any], Body(description="manifest.json as an object.")]
-) -> dict[str, Any]:
-    """Run a manifest without payload files (upload a zip for bundles with payloads)."""
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=s.Submitted,
+    tags=["jobs"],
+    responses={**s.JOB_ERRORS, 413: {"model": s.ErrorBody, "description": "Manifest too large."}},
+    openapi_extra=MANIFEST_BODY,
+)
+async def submit(request: Request) -> dict[str, Any]:
+    """Run a manifest without payload files (upload a zip for bundles with payloads).
+
+    The body is decoded and its size and counts checked in a worker thread, before any
+    of it is built: a huge manifest gets a 413 or 422 and never stalls the server.
+    """
     rt = _runtime(request)
+    body = await request.body()
+    manifest = await asyncio.to_thread(decode_body, body, request.app.state.manifest_limits)
     job_id = await rt.submit(manifest)
     return {"job_id": job_id, "status": (await rt.inspect_job(job_id))["status"]}
 
@@ -95,7 +143,8 @@ async def upload(
 )
 async def list_jobs(request: Request, limit: Limit = None, include_terminal: bool = True) -> dict[str, Any]:
     """Jobs, most recently updated first."""
-    return {"data": await _runtime(request).list_jobs(limit=limit, include_terminal=include_terminal)}
+    jobs = await _runtime(request).list_jobs(limit=limit, include_terminal=include_terminal)
+    return {"data": [public_record(job) for job in jobs]}
 
 
 @router.post("/jobs/cleanup", response_model=s.Cleanup, tags=["jobs"], responses=s.JOB_ERRORS)
@@ -112,7 +161,7 @@ async def cleanup(request: Request, all: bool = False) -> dict[str, Any]:
     responses=s.JOB_ERRORS,
 )
 async def inspect_job(request: Request, job_id: JobId) -> dict[str, Any]:
-    return await _runtime(request).inspect_job(job_id)
+    return public_record(await _runtime(request).inspect_job(job_id))
 
 
 @router.get(
@@ -122,8 +171,14 @@ async def inspect_job(request: Request, job_id: JobId) -> dict[str, Any]:
     tags=["jobs"],
     responses=s.JOB_ERRORS,
 )
-async def inspect_agents(request: Request, job_id: JobId) -> dict[str, Any]:
-    return {"data": await _runtime(request).inspect_agents(job_id)}
+async def inspect_agents(
+    request: Request, job_id: JobId, limit: AgentLimit = None, after: AgentAfter = None
+) -> dict[str, Any]:
+    """Agents sorted by id, one page at a time: pass ``next`` as ``after`` for the next page."""
+    size = limit or _settings(request).agents_page
+    return _page(
+        await _runtime(request).inspect_agents(job_id, after=after, limit=size + 1), size, "agent_id"
+    )
 
 
 @router.get(
@@ -133,9 +188,18 @@ async def inspect_agents(request: Request, job_id: JobId) -> dict[str, Any]:
     tags=["events"],
     responses=s.JOB_ERRORS,
 )
-async def events(request: Request, job_id: JobId, after: After = 0, limit: Limit = None) -> dict[str, Any]:
-    """Stored events, oldest first."""
-    return {"data": await _runtime(request).events(job_id, after=after, limit=limit)}
+async def events(
+    request: Request, job_id: JobId, after: After = 0, limit: EventLimit = None
+) -> dict[str, Any]:
+    """Stored events, oldest first, one page at a time: pass ``next`` as ``after`` for the next page."""
+    size = limit or _settings(request).events_page
+    return _page(await _runtime(request).events(job_id, after=after, limit=size + 1), size, "seq")
+
+
+def _page(items: list[dict[str, Any]], size: int, key: str) -> dict[str, Any]:
+    """``size`` items (one more was read to know whether another page follows) and the cursor."""
+    page = items[:size]
+    return {"data": page, "next": page[-1][key] if len(items) > size else None}
 
 
 @router.get(
@@ -174,7 +238,7 @@ async def wait(
 ) -> dict[str, Any]:
     """The terminal record once the job has ended; 408 if ``timeout`` (or the server's cap) passes first."""
     cap = _settings(request).max_wait
-    return await _runtime(request).wait(job_id, min(timeout or cap, cap))
+    return public_record(await _runtime(request).wait(job_id, min(timeout or cap, cap)))
 
 
 @router.post(
@@ -217,15 +281,21 @@ async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
     response_model=s.Delivery,
     response_model_exclude_unset=True,
     tags=["control"],
-    responses={**s.CONTROL_ERRORS, 429: {"model": s.ErrorBody, "description": "Mailbox full; retry later."}},
+    responses={
+        **s.CONTROL_ERRORS,
+        413: {"model": s.ErrorBody, "description": "Message too large."},
+        429: {"model": s.ErrorBody, "description": "Mailbox full; retry later."},
+    },
+    openapi_extra=MESSAGE_BODY,
 )
-async def send_message(
-    request: Request,
-    job_id: JobId,
-    agent_id: AgentId,
-    message: Annotated[dict[str, Any], Body(description="A message, flat or envelope form.")],
-) -> dict[str, Any]:
-    """Enqueue a message in one agent's mailbox (also while the job is paused)."""
+async def send_message(request: Request, job_id: JobId, agent_id: AgentId) -> dict[str, Any]:
+    """Enqueue a message in one agent's mailbox (also while the job is paused).
+
+    The body is checked by its length, then parsed and bounded in a worker thread: a huge or
+    deeply nested body gets a 413 or 422 and never stalls the server.
+    """
+    what = f"message to agent {agent_id} of job {job_id}"
+    message = await asyncio.to_thread(decode_message, await request.body(), what)
     return await _runtime(request).send_message(job_id, agent_id, message)
 
 

@@ -22,7 +22,9 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"] = "ok"
+    reason: str | None = Field(None, description="Why the runtime is degraded: its store takes no writes.")
+    since: str | None = Field(None, description="When it became degraded (ISO-8601, UTC).")
 
 
 class Summary(BaseModel):
@@ -94,10 +96,16 @@ class JobList(BaseModel):
 
 class EventList(BaseModel):
     data: list[Event]
+    next: int | None = Field(
+        None, description="More events follow: pass this seq as `after` for the next page (null: no more)."
+    )
 
 
 class AgentList(BaseModel):
     data: list[Agent]
+    next: str | None = Field(
+        None, description="More agents follow: pass this id as `after` for the next page (null: no more)."
+    )
 
 
 class DeadLetterList(BaseModel):

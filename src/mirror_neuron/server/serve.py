@@ -18,7 +18,8 @@ def serve(config: Config, settings: ServerSettings, *, log_level: str = "info") 
     """Listen until interrupted. Refuses a non-loopback address without a token."""
     import uvicorn
 
-    check_bind(settings.host, settings.token)
+    check_bind(settings.host, settings.token, settings.min_token_length)
+    check_store(config)
     app = create_app(config, settings)
     auth = "bearer token required" if settings.token else "no token: loopback only"
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -33,6 +34,17 @@ def serve(config: Config, settings: ServerSettings, *, log_level: str = "info") 
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
+
+
+def check_store(config: Config) -> None:
+    """Open and close the store once, before the server starts.
+
+    A store that cannot be opened (a corrupt or empty file, an unreachable Redis) then stops
+    ``mn serve`` with one StoreError line, not a traceback from inside the server's start-up.
+    """
+    from ..store import open_store
+
+    open_store(config.store_url).close()
 
 
 def _redact(url: str) -> str:

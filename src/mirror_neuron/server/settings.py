@@ -19,16 +19,42 @@ class UploadLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestLimits:
+    """Bounds on a submitted manifest, checked before it is normalised, validated or run.
+
+    Validating and starting a job costs time and memory in proportion to its nodes, edges
+    and seeded messages, and a client chooses those numbers: a 1e6-node manifest stalled
+    the server for half a minute. Counts are checked on the decoded JSON, before anything
+    is built from it.
+    """
+
+    #: Largest manifest.json (JSON POST body or file in an upload); never above ``max_body_bytes``.
+    max_bytes: int = 50 * MB
+    max_nodes: int = 100_000
+    max_edges: int = 250_000
+    #: Messages seeded at start (a list-form ``initial_inputs`` counts once per entrypoint).
+    max_initial_inputs: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """Settings of one ``mn serve`` process (the runtime has its own :class:`Config`)."""
 
     host: str = "127.0.0.1"
     port: int = 4000
-    #: Bearer token every request must carry; required when ``host`` is not loopback.
+    #: Bearer token every request must carry; required when ``host`` is not loopback. A set
+    #: token must be strong (see :func:`.auth.check_token`): construction fails otherwise.
     token: str | None = field(default=None, repr=False)
+    #: Fewest characters a token may have.
+    min_token_length: int = 16
     #: Largest request body (JSON manifests, messages and zip uploads), as the original.
     max_body_bytes: int = 50 * MB
     uploads: UploadLimits = field(default_factory=UploadLimits)
+    manifests: ManifestLimits = field(default_factory=ManifestLimits)
+    #: Agents per ``GET /jobs/{id}/agents`` page when the client gives no ``limit``.
+    agents_page: int = 1_000
+    #: Events per ``GET /jobs/{id}/events`` page when the client gives no ``limit``.
+    events_page: int = 10_000
     #: Where uploaded bundles are unpacked (default: a new private temporary directory).
     upload_dir: Path | None = None
     #: Seconds between comment lines on an idle event stream (keeps proxies from closing it).
@@ -45,3 +71,18 @@ class ServerSettings:
     allow_network: bool = False
     #: Variables of the server's environment that bundles may copy with ``pass_env``.
     pass_env: tuple[str, ...] = ()
+    #: The longest one executor run of a submitted bundle may take, unless the operator set
+    #: a cap of its own (``MIRROR_NEURON_MAX_RUN_SECONDS``): a ``sleep`` must not hold a
+    #: pool slot for ever.
+    max_run_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            from .auth import check_token
+
+            check_token(self.token, self.min_token_length)
+
+    @property
+    def max_manifest_bytes(self) -> int:
+        """The manifest size cap actually enforced: no manifest can exceed the body limit anyway."""
+        return min(self.manifests.max_bytes, self.max_body_bytes)

@@ -21,11 +21,15 @@ from typing import IO
 from ..errors import ManifestError, MirrorNeuronError
 from ..runtime import Runtime
 from .errors import BadUpload, UploadTooLarge
-from .settings import UploadLimits
+from .limits import check_manifest_file
+from .settings import ManifestLimits, UploadLimits
 
 CHUNK = 1024 * 1024
 MANIFEST = "manifest.json"
 IGNORED_TOP = {"__MACOSX"}
+WORKDIR_PREFIX = "bundle-"
+#: What error messages say instead of an upload's private folder.
+UPLOAD_PLACEHOLDER = "<upload>"
 
 
 def _safe_parts(name: str, limits: UploadLimits) -> tuple[str, ...]:
@@ -107,7 +111,7 @@ def unpack_bundle(data: IO[bytes], parent: Path, limits: UploadLimits) -> tuple[
     The directory is removed again if anything is rejected.
     """
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bundle-", dir=parent)).resolve()
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=parent)).resolve()
     try:
         try:
             with zipfile.ZipFile(data) as archive:
@@ -120,6 +124,31 @@ def unpack_bundle(data: IO[bytes], parent: Path, limits: UploadLimits) -> tuple[
         raise
 
 
+def _hide_folder(exc: MirrorNeuronError, workdir: Path) -> None:
+    """Replace the upload's private folder in an error's text (clients must not learn host paths)."""
+    folder = str(workdir)
+    exc.message = exc.message.replace(folder, UPLOAD_PLACEHOLDER)
+    exc.args = (exc.message,)
+    if isinstance(exc, ManifestError):
+        exc.errors = [line.replace(folder, UPLOAD_PLACEHOLDER) for line in exc.errors]
+
+
+def bundle_folders(root: Path) -> list[Path]:
+    """The unpacked bundle folders directly under ``root`` (links are never followed)."""
+    if not root.is_dir():
+        return []
+    return [
+        path.resolve()
+        for path in sorted(root.iterdir())
+        if path.name.startswith(WORKDIR_PREFIX) and path.is_dir() and not path.is_symlink()
+    ]
+
+
+def _owner(folder: Path, paths: dict[Path, str]) -> str | None:
+    """The id of the job whose bundle lies in ``folder``, if any."""
+    return next((job_id for path, job_id in paths.items() if path.is_relative_to(folder)), None)
+
+
 class Uploads:
     """The folders of uploaded bundles: each lives as long as its job.
 
@@ -127,23 +156,56 @@ class Uploads:
     rather than a shared, guessable path another local user could prepare in advance.
     """
 
-    def __init__(self, root: Path | None, limits: UploadLimits) -> None:
+    def __init__(
+        self, root: Path | None, limits: UploadLimits, manifests: ManifestLimits | None = None
+    ) -> None:
         self.owned = root is None
         self.root = Path(tempfile.mkdtemp(prefix="mn-uploads-")) if root is None else root
         self.limits = limits
+        self.manifests = manifests or ManifestLimits()
         self.live: set[Path] = set()
 
     async def run(self, runtime: Runtime, data: IO[bytes]) -> str:
-        """Unpack, validate and submit; the folder is removed once the job has ended."""
+        """Unpack, check the manifest's size and counts, validate and submit (all off the
+        event loop); the folder is removed once the job has ended."""
         workdir, root = await asyncio.to_thread(unpack_bundle, data, self.root, self.limits)
         self.live.add(workdir)
         try:
+            await asyncio.to_thread(check_manifest_file, root / MANIFEST, self.manifests)
             job_id = await runtime.submit(str(root))
-        except BaseException:
+        except BaseException as exc:
             await self._remove(workdir)
+            if isinstance(exc, MirrorNeuronError):
+                _hide_folder(exc, workdir)
             raise
         runtime.spawn(self._remove_after(runtime, job_id, workdir))
         return job_id
+
+    async def sweep(self, runtime: Runtime) -> list[Path]:
+        """Remove the bundle folders no live job needs; remove the others when their job ends.
+
+        A server killed with ``kill -9`` never ran its removals, and the next one did not
+        know the folders: those of jobs that ended, or of uploads that never became jobs,
+        stayed forever. Call after ``recover_orphans`` (recovered jobs run from their
+        folder). Returns the folders removed. A fresh temporary root has nothing to sweep.
+        """
+        if self.owned:
+            return []
+        paths: dict[Path, str] = {}
+        for record in await runtime.list_jobs(include_terminal=False):
+            job_path = (record.get("manifest_ref") or {}).get("job_path")
+            if job_path:
+                paths[Path(job_path)] = str(record["job_id"])
+        removed: list[Path] = []
+        for folder in await asyncio.to_thread(bundle_folders, self.root):
+            job_id = _owner(folder, paths)
+            if job_id is None:
+                await self._remove(folder)
+                removed.append(folder)
+            elif folder not in self.live:
+                self.live.add(folder)
+                runtime.spawn(self._remove_after(runtime, job_id, folder))
+        return removed
 
     async def _remove_after(self, runtime: Runtime, job_id: str, workdir: Path) -> None:
         try:

@@ -250,7 +250,7 @@ class RedisStore:
             return []
         index = self.keys.recent if include_terminal else self.keys.live
         script = self._scripts["list_jobs"]
-        args = [-1 if limit is None or limit < 0 else limit, self.keys.job_prefix]
+        args: list[int | str] = [-1 if limit is None or limit < 0 else limit, self.keys.job_prefix]
         rows = self._call("listing jobs", lambda _attempt: script(keys=[index], args=args))
         return [self._decode(raw, "a job record") for raw in rows if raw is not None]
 
@@ -415,7 +415,7 @@ class RedisStore:
         except TypeError as exc:
             raise StoreError(f"Redis store {self.url}: {what} cannot be encoded as JSON: {exc}") from exc
 
-    def _decode(self, raw: bytes, what: str) -> Any:
+    def _decode(self, raw: bytes | str, what: str) -> Any:
         try:
             return loads(raw)
         except ValueError as exc:

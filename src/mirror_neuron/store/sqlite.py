@@ -17,6 +17,8 @@ Why it is built this way:
   write lock short for the other processes.
 * **Every failure is a StoreError naming the file,** so the CLI can print one sentence
   instead of a ``sqlite3`` traceback.
+* **A file is checked before SQLite touches it, and a new one appears complete** (see
+  :mod:`.sqlite_file`): a file that is empty or not SQLite is refused, not made a store.
 
 Do not carry a store across ``fork()``: open a new one in the child.
 """
@@ -36,6 +38,7 @@ from ..errors import StoreError
 from ..events import Event
 from ..ids import fmt
 from .base import TERMINAL_STATUSES, WriteBatch
+from .sqlite_file import check_file, create_file
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -152,6 +155,8 @@ class SQLiteStore:
         try:
             with self._guard("opening the database"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not check_file(self.path):
+                    create_file(self.path, self._migrate, BUSY_TIMEOUT)
                 self._initialise(self._conn())
         except BaseException:
             self.close()
@@ -329,8 +334,11 @@ class SQLiteStore:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         if app_id not in (0, APPLICATION_ID) or (version == 0 and _has_tables(conn)):
+            found = f"{app_id:#010x}" if app_id else "none, and it already has tables"
             raise StoreError(
-                f"{self.path} is a SQLite database of another application, not a MirrorNeuron store"
+                f"{self.path} is a SQLite database of another application, not a MirrorNeuron store "
+                f"(application_id mismatch: {found}, expected {APPLICATION_ID:#010x}); "
+                "move it away or choose another store location"
             )
         if version > SCHEMA_VERSION:
             raise StoreError(

@@ -6,6 +6,7 @@ from ...policy import ExecutionPolicy
 from .base import Runner, RunResult, RunSpec
 from .bwrap import BwrapRunner, build_argv, sandbox_available
 from .host import HostRunner
+from .netns import network_available
 from .openshell import OpenShellRunner
 from .process import OwnedProcess, ProcessOutput, ProcessTracker, run_owned
 
@@ -19,7 +20,7 @@ def runner_for(kind: str, policy: ExecutionPolicy | None = None) -> Runner:
         # The CLI is the operator's program; a bundle may name its own only where it may
         # already run anything on the host (host_local allowed).
         return OpenShellRunner(cli=policy.openshell_bin, bundle_cli=policy.trusts_host)
-    return BwrapRunner()
+    return BwrapRunner(network_allow=policy.network_allow, network_deny=policy.network_deny)
 
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "RunSpec",
     "Runner",
     "build_argv",
+    "network_available",
     "run_owned",
     "runner_for",
     "sandbox_available",

@@ -80,7 +80,7 @@ class Runner(Protocol):
         ...
 
     def prepare(self, staging: Path) -> None:
-        """Last step of staging (e.g. hand the tree to the sandbox user); runs in a worker thread."""
+        """Last step of staging (e.g. build what every run needs once); may run in a worker thread."""
         ...
 
     async def run(self, spec: RunSpec) -> RunResult:
@@ -88,9 +88,13 @@ class Runner(Protocol):
         ...
 
 
-def shell_script(spec: RunSpec) -> str:
-    """The text given to ``bash -c``: resource limits, then the command."""
-    limits = spec.limits.ulimit_command()
+def shell_script(spec: RunSpec, *, nproc: bool = True) -> str:
+    """The text given to ``bash -c``: resource limits, then the command.
+
+    ``nproc=False`` where a pids cgroup bounds the run: ``RLIMIT_NPROC`` counts every process
+    of the user on the host, so one sandbox at its cap would stop every other one forking.
+    """
+    limits = spec.limits.ulimit_command(nproc=nproc)
     return f"{limits} || exit 126\n{spec.command}" if limits else spec.command
 
 

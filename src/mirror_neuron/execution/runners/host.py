@@ -7,6 +7,7 @@ own process group, a timeout, capped output and, if the node sets ``limits``, rl
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Mapping
@@ -15,6 +16,14 @@ from typing import ClassVar
 
 from .base import RunResult, RunSpec, from_process, shell_script
 from .process import run_owned
+
+
+@functools.cache
+def _die_with_runtime() -> tuple[str, ...]:
+    """``setpriv --pdeathsig KILL``: the command dies with a runtime killed by -9 (no ``preexec_fn``,
+    which is unsafe with threads). Without setpriv the command outlives such a runtime."""
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
 
 
 class HostRunner:
@@ -35,7 +44,7 @@ class HostRunner:
         bash = shutil.which("bash", path=self.environ.get("PATH")) or "/bin/bash"
         flag = "-lc" if spec.login_shell else "-c"
         out = await run_owned(
-            [bash, flag, shell_script(spec)],
+            [*_die_with_runtime(), bash, flag, shell_script(spec)],
             env={**self.environ, **spec.env},
             cwd=spec.workdir,
             time_limit=spec.timeout_seconds,

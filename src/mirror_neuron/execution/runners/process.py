@@ -13,12 +13,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
+
+#: Run right after the child is started, before its output is awaited (e.g. put it into a
+#: cgroup); if it raises, the child's group is killed and the error propagates.
+OnStarted = Callable[[subprocess.Popen[bytes]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 CHUNK = 65536
@@ -171,6 +176,7 @@ async def run_owned(
     pass_fds: Sequence[int] = (),
     popen_kwargs: Mapping[str, Any] | None = None,
     tracker: ProcessTracker | None = None,
+    on_started: OnStarted | None = None,
 ) -> ProcessOutput:
     """Run ``argv`` to completion, killing its whole group on timeout or cancellation."""
     loop = asyncio.get_running_loop()
@@ -198,6 +204,8 @@ async def run_owned(
     try:
         try:
             async with asyncio.timeout(time_limit):
+                if on_started is not None:
+                    await _setup(proc, on_started)
                 await asyncio.shield(proc.exited)
         except TimeoutError:
             timed_out = True
@@ -224,6 +232,41 @@ async def run_owned(
     )
 
 
+async def _setup(proc: OwnedProcess, on_started: OnStarted) -> None:
+    """Run the start hook; a failed hook leaves nothing running (SIGKILL, not the grace period)."""
+    try:
+        await on_started(proc.popen)
+    except BaseException:
+        proc.signal_group(signal.SIGKILL)
+        raise
+
+
+async def read_to_eof(fd: int, limit: int = CHUNK) -> bytes:
+    """Everything written to the pipe ``fd`` until its last writer closes it (at most ``limit`` bytes)."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        try:
+            chunk = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        data.extend(chunk[: max(limit - len(data), 0)])
+        if not chunk and not done.done():
+            done.set_result(None)
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, on_readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return bytes(data)
+
+
 async def _drain(out: _Capture, err: _Capture, grace: float) -> None:
     """Wait for both pipes to close; a writer that escaped the group gets ``grace`` seconds."""
     pending = [f for f in (out.done, err.done) if not f.done()]
@@ -236,3 +279,49 @@ async def _drain(out: _Capture, err: _Capture, grace: float) -> None:
 def _wait_no_reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+def read_available(fd: int, size: int = 64) -> bytes:
+    """What the pipe ``fd`` holds right now, without waiting."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return b""
+
+
+def exited_unreaped(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, without reaping it (its owner does that)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def pidfd_exited(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has exited (a pidfd is readable once it has)."""
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
+async def wait_pidfd(pidfd: int, timeout: float) -> None:
+    """Wait (at most ``timeout`` seconds) until the process of ``pidfd`` has exited.
+
+    For a sandbox's first process (its PID namespace's init): bwrap's own exit does not mean
+    the sandbox is empty, but the kernel kills and reaps every process of the namespace
+    before that init is gone. Waiting for it makes "stopped" mean "no process left".
+    """
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        async with asyncio.timeout(timeout):
+            await gone
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(pidfd)
