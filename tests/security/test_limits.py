@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import httpx
 
+from execution.test_sandbox_limits import CHILDREN
+
 from .conftest import MnServer, executor, one_executor, upload, wait
 
-HOG = """
-import os, sys
-n = int(sys.argv[1])
-pids = []
-for _ in range(n):
-    pid = os.fork()
-    if pid == 0:
-        block = bytearray(120 * 1024 * 1024)  # touched: really resident
-        for i in range(0, len(block), 4096):
-            block[i] = 1
-        os._exit(0)
-    pids.append(pid)
-codes = [os.waitpid(p, 0)[1] for p in pids]
-print("children:", codes)
-sys.exit(1 if any(codes) else 0)
-"""
+#: Children that each hold 100 MB at the same moment (a barrier), so only a limit on the whole
+#: sandbox stops them: each alone is far below it.
+HOG = CHILDREN
 FILL = """
 import sys
 path, mb = sys.argv[1], int(sys.argv[2])
@@ -52,10 +41,10 @@ def test_limits_cannot_be_lifted_or_raised(default_server: MnServer, api: httpx.
 
 
 def test_memory_is_limited_for_the_sandbox_as_a_whole(default_server: MnServer, api: httpx.Client) -> None:
-    one = one_executor(executor("w", HOG, command=["python3", "w.py", "1"], limits={"memory_mb": 300}))
+    one = one_executor(executor("w", HOG, command=["python3", "w.py", "1"], limits={"memory_mb": 256}))
     response = upload(api, one, {"w.py": HOG})
     assert wait(api, response.json()["job_id"])["status"] == "completed"
-    four = one_executor(executor("w", HOG, command=["python3", "w.py", "4"], limits={"memory_mb": 300}))
+    four = one_executor(executor("w", HOG, command=["python3", "w.py", "4"], limits={"memory_mb": 256}))
     response = upload(api, four, {"w.py": HOG})
     record = wait(api, response.json()["job_id"])
     assert record["status"] == "failed", record
