@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,18 +31,13 @@ import pytest
 
 from builders import aggregator, manifest, router
 from mirror_neuron.execution import sandbox_available
+from redis_server import free_port
 
 #: Values in the servers' environment that no bundle may ever see in a result or event.
 SERVER_SECRET = "srv-db-password-9f8e7d6c5b4a"
 ALLOWED_SECRET = "allowed-api-token-0a1b2c3d4e5f"
 START_TIMEOUT = 60.0
 READY_LINE = "Application startup complete"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MnServer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from builders import manifest, router
+from redis_server import free_port
 
 from .conftest import ServerThread, collect
 
@@ -36,12 +36,6 @@ def mn(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.Compl
         env=env,
         timeout=timeout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from builders import aggregator, manifest, router
+from redis_server import free_port
 
 from .conftest import serve, wait_for
 from .test_upload import bundle_entries, make_zip, upload
@@ -37,12 +37,6 @@ def waiting_job(graph_id: str) -> dict[str, Any]:
         [("entry", "sink", "init")],
         graph_id=graph_id,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
