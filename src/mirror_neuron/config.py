@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,10 @@ class Config:
             if concurrency.isdigit() and int(concurrency) > 0
             else 4,
             "pool_capacities": parse_pool_capacities(env("EXECUTOR_POOL_CAPACITIES", None, environ)),
-            "pool_job_share": _share(env("POOL_JOB_SHARE", None, environ)),
+            "pool_job_share": _env_number(
+                "POOL_JOB_SHARE", environ, lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]"
+            )
+            or 1.0,
         }
         temp = env("TEMP_DIR", None, environ)
         if temp:
@@ -118,36 +122,31 @@ class Config:
             openshell_bin=env("OPENSHELL_BIN", None, environ),
             network_allow=_cidrs("SANDBOX_NETWORK_ALLOW", environ),
             network_deny=_cidrs("SANDBOX_NETWORK_DENY", environ),
-            max_run_seconds=_seconds("MAX_RUN_SECONDS", environ),
+            max_run_seconds=_env_number(
+                "MAX_RUN_SECONDS", environ, lambda v: v > 0, "a positive number of seconds"
+            ),
         )
         values.update(overrides)
         return cls(**values)
 
 
-def _share(text: str | None) -> float:
-    """``MIRROR_NEURON_POOL_JOB_SHARE``: a fraction in (0, 1]; unset means 1 (no cap)."""
-    if text is None:
-        return 1.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value <= 1.0:
-        raise ConfigError(f"MIRROR_NEURON_POOL_JOB_SHARE must be a fraction in (0, 1], got {text!r}")
-    return value
+def _env_number(
+    name: str, environ: dict[str, str] | None, valid: Callable[[float], bool], expected: str
+) -> float | None:
+    """``MIRROR_NEURON_<name>`` as a number, ``None`` when unset.
 
-
-def _seconds(name: str, environ: dict[str, str] | None) -> float | None:
-    """``MIRROR_NEURON_<name>``: a positive number of seconds, or unset."""
+    Raises:
+        ConfigError: the value is not a number that ``valid`` accepts (``expected`` says which).
+    """
     text = env(name, None, environ)
     if text is None:
         return None
     try:
         value = float(text)
     except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ConfigError(f"MIRROR_NEURON_{name} must be a positive number of seconds, got {text!r}")
+        value = float("nan")
+    if not valid(value):
+        raise ConfigError(f"MIRROR_NEURON_{name} must be {expected}, got {text!r}")
     return value
 
 

@@ -66,7 +66,7 @@ class Limits:
             return self
         changes: dict[str, int] = {}
         for key, name in LIMIT_KEYS.items():
-            value = _positive_int(requested.get(key))
+            value = positive_int(requested.get(key))
             cap = getattr(self, name)
             if value is not None and (cap is None or value < cap):
                 changes[name] = min(value, changes.get(name, value))
@@ -121,7 +121,7 @@ def limit_problems(requested: Any, caps: Limits) -> list[str]:
                 f"limits.{key} is null, which would lift the limit; bundles may only lower limits"
                 + (f" (this runtime's cap is {cap})" if cap is not None else "")
             )
-        elif _positive_int(value) is None:
+        elif positive_int(value) is None:
             problems.append(f"limits.{key} must be a positive integer, got {value!r}")
         elif cap is not None and value > cap:
             problems.append(
@@ -220,7 +220,8 @@ class ExecutionPolicy:
         return replace(self, **changes)
 
 
-def _positive_int(value: Any) -> int | None:
+def positive_int(value: Any) -> int | None:
+    """``value`` as an int if it is a whole positive number (not a bool), else ``None``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value) if value > 0 and int(value) == value else None
@@ -234,4 +235,5 @@ __all__ = [
     "Limits",
     "limit_problems",
     "parse_limits_text",
+    "positive_int",
 ]

@@ -64,7 +64,9 @@ class ExecutorAgent(Agent):
                 {"reason": "agent_recovery", "agent_id": self.node.node_id, "message_id": message.message_id},
             )
             secrets = executor.secrets(self._invocation(message))
-            self._apply(stored["result"], stored["stdout"], secrets, body, message)
+            self._apply(
+                stored["result"], _readable(read_structured(stored["stdout"])), secrets, body, message
+            )
             return
         if self.runs == 0 and s.startup_delay_ms > 0:
             await asyncio.sleep(s.startup_delay_ms / 1000.0)
@@ -116,7 +118,7 @@ class ExecutorAgent(Agent):
                     "stdout": outcome.run.stdout,
                 }
             )
-        self._apply(result, outcome.run.stdout, outcome.secrets, body, message)
+        self._apply(result, _readable(found), outcome.secrets, body, message)
 
     async def _stored_run(self, message: Message, body: Any) -> dict[str, Any] | None:
         """The stored run of this very message (same id and input), if the job is being recovered."""
@@ -131,13 +133,16 @@ class ExecutorAgent(Agent):
         return None
 
     def _apply(
-        self, result: dict[str, Any], stdout: str, secrets: tuple[str, ...], body: Any, message: Message
+        self,
+        result: dict[str, Any],
+        structured: StructuredOutput | None,
+        secrets: tuple[str, ...],
+        body: Any,
+        message: Message,
     ) -> None:
         """A successful run's effects, in the original's order (events, default emit, stdout actions)."""
         lease = result.get("lease") or {}
         output = {"agent_id": self.node.node_id, "sandbox": result, "input": body}
-        found = read_structured(stdout)
-        structured = found if isinstance(found, StructuredOutput) else None
         self.runs += 1
         if structured is not None and structured.has_next_state:
             self.agent_state = _json_safe(redact_value(structured.next_state, secrets))
@@ -185,7 +190,7 @@ class ExecutorAgent(Agent):
                 self.ctx.event("executor_message_rejected", {"type": emit.type, "reason": reason})
                 continue
             body = redact_value(emit.body, secrets)
-            options = redact_value(emit.options, secrets) if secrets else emit.options
+            options = redact_value(emit.options, secrets)
             if emit.to is not None:
                 self.ctx.emit_to(emit.to, emit.type, body, incoming, **options)
             else:
@@ -302,6 +307,11 @@ class ExecutorAgent(Agent):
             node_name=self.ctx.config.node_name,
             invocation=getattr(self.ctx, "invocation", self.runs + 1) or self.runs + 1,
         )
+
+
+def _readable(found: StructuredOutput | InvalidOutput | None) -> StructuredOutput | None:
+    """The protocol object of a run's stdout, when there is one it can act on."""
+    return found if isinstance(found, StructuredOutput) else None
 
 
 def _event_name_problem(name: str) -> str | None:

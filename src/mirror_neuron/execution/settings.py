@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..policy import SANDBOX_LIMITS, ExecutionPolicy, Limits
+from ..policy import SANDBOX_LIMITS, ExecutionPolicy, Limits, positive_int
 from .errors import RunnerError
 
 DEFAULT_SANDBOX_ROOT = "/sandbox/job"
@@ -63,12 +63,6 @@ def runner_kind(config: Mapping[str, Any]) -> str:
             'or runner: "host_local" (trusted code, no isolation)'
         )
     return kind
-
-
-def positive_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value) if value > 0 and int(value) == value else None
 
 
 def positive_number(value: Any) -> float | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from ..policy import MAX_OUTPUT_BYTES, SANDBOX_LIMITS, ExecutionPolicy, limit_problems
+from ..policy import MAX_OUTPUT_BYTES, SANDBOX_LIMITS, ExecutionPolicy, Limits, limit_problems
 from .contract import resolve_workdir
 from .errors import ExecutionError
 from .settings import DEFAULT_SANDBOX_ROOT, MAX_DELAY_MS, MAX_KILL_GRACE_SECONDS, runner_kind
@@ -226,8 +226,6 @@ def _limits(cfg: Mapping[str, Any], runner: str | None, policy: ExecutionPolicy 
 
 
 def _host_limits(cfg: Mapping[str, Any]) -> list[str]:
-    from ..policy import Limits
-
     limits = cfg.get("limits")
     if isinstance(limits, Mapping):
         limits = {k: v for k, v in limits.items() if v is not None}  # null: no limit, as without the key
