@@ -176,11 +176,8 @@ class StoreWriter:
             return _done(loop)
         serial = next(self._serials)
         if self._held:  # held back while a retry ran: they go first
-            held = sorted(self._held, key=lambda h: h.serial)
-            self._held = []
-            batch = batches.merge([*(h.batch for h in held), batch])
-            jobs = [job for h in held for job in h.jobs] + jobs
-            serial = held[0].serial
+            held_batch, held_jobs, serial = self._take_held()
+            batch, jobs = batches.merge([held_batch, batch]), held_jobs + jobs
         if not batch:
             return self._last if self._last is not None else _done(loop)
         if self._executor is None:
@@ -352,11 +349,7 @@ class StoreWriter:
                 await asyncio.gather(*list(self._in_flight), return_exceptions=True)
             if self.degraded is None:
                 return True
-            held = sorted(self._held, key=lambda h: h.serial)
-            self._held = []
-            batch = batches.merge(h.batch for h in held)
-            jobs = [job for h in held for job in h.jobs]
-            serial = held[0].serial if held else next(self._serials)
+            batch, jobs, serial = self._take_held()
             if self._executor is None:
                 outcome = self._commit(batch, 1, True)
             else:
@@ -364,6 +357,14 @@ class StoreWriter:
                 outcome = await loop.run_in_executor(self._executor, self._commit, batch, 1, True)
             self._settle(outcome, serial, jobs)
             return self.degraded is None
+
+    def _take_held(self) -> tuple[WriteBatch, list[JobRun], int]:
+        """Everything held back, as one batch in its original order, its jobs and first serial."""
+        held = sorted(self._held, key=lambda h: h.serial)
+        self._held = []
+        batch = batches.merge(h.batch for h in held)
+        jobs = [job for h in held for job in h.jobs]
+        return batch, jobs, held[0].serial if held else next(self._serials)
 
     # -- waiting -----------------------------------------------------------------------
 
