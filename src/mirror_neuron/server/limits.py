@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from .. import _json
-from ..bounds import MAX_MESSAGE_BYTES, check_bounds
+from ..bounds import MAX_MESSAGE_BYTES
 from ..bundle.model import ALL_ENTRYPOINTS, ROOT_ROLES
 from ..errors import ManifestError
 from .errors import ManifestOverLimit, ManifestTooLarge, MessageTooLarge
@@ -106,13 +106,19 @@ def decode_body(body: bytes, limits: ManifestLimits) -> dict[str, Any]:
     answered before this ran off the event loop.
     """
     check_size(len(body), limits)
+    raw = _json_object(body, "manifest")
+    check_counts(raw, limits)
+    return raw
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A request body that must be one JSON object: otherwise a 422 ``invalid request``."""
     try:
         raw = _decode(body)
     except _json.JSONDecodeError as exc:
         raise RequestValidationError([{"loc": ("body",), "msg": _json_problem(exc)}]) from None
     if not isinstance(raw, dict):
-        raise RequestValidationError([{"loc": ("body",), "msg": "the manifest must be a JSON object"}])
-    check_counts(raw, limits)
+        raise RequestValidationError([{"loc": ("body",), "msg": f"the {what} must be a JSON object"}])
     return raw
 
 
@@ -121,22 +127,17 @@ MESSAGE_SLACK = 64 * 1024
 
 
 def decode_message(body: bytes, what: str) -> dict[str, Any]:
-    """A ``POST …/messages`` body: refused by its length before parsing, then bounded like any message.
+    """A ``POST …/messages`` body: refused by its length before parsing, then parsed.
 
-    Runs in a worker thread: parsing (and measuring) megabytes must not stall the server.
+    Runs in a worker thread: parsing megabytes must not stall the server. Depth and exact
+    size are checked where every message enters the runtime (``control.check_message``),
+    on what the length check leaves: at most a few megabytes.
     """
     if len(body) > MAX_MESSAGE_BYTES + MESSAGE_SLACK:
         raise MessageTooLarge(
             f"{what} is {len(body)} bytes, more than the limit of {MAX_MESSAGE_BYTES} bytes"
         )
-    try:
-        raw = _decode(body)
-    except _json.JSONDecodeError as exc:
-        raise RequestValidationError([{"loc": ("body",), "msg": _json_problem(exc)}]) from None
-    if not isinstance(raw, dict):
-        raise RequestValidationError([{"loc": ("body",), "msg": "the message must be a JSON object"}])
-    check_bounds(raw, what=what, max_bytes=MAX_MESSAGE_BYTES)
-    return raw
+    return _json_object(body, "message")
 
 
 def check_manifest_file(path: Path, limits: ManifestLimits) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .auth import MIN_TOKEN_LENGTH, check_token
+
 MB = 1024 * 1024
 
 
@@ -46,7 +48,7 @@ class ServerSettings:
     #: token must be strong (see :func:`.auth.check_token`): construction fails otherwise.
     token: str | None = field(default=None, repr=False)
     #: Fewest characters a token may have.
-    min_token_length: int = 16
+    min_token_length: int = MIN_TOKEN_LENGTH
     #: Largest request body (JSON manifests, messages and zip uploads), as the original.
     max_body_bytes: int = 50 * MB
     uploads: UploadLimits = field(default_factory=UploadLimits)
@@ -78,8 +80,6 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         if self.token is not None:
-            from .auth import check_token
-
             check_token(self.token, self.min_token_length)
 
     @property
