@@ -13,7 +13,6 @@ never follow a symlink, never copy a special file and drop setuid/setgid bits.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import StagingError
+from .lifetime import at_exit
 
 
 class MissingUpload(StagingError):
@@ -279,13 +279,8 @@ def run_dir(temp_dir: Path) -> Path:
     check_private_dir(path)  # a planted symlink or someone else's directory is refused
     if (temp_dir, pid) not in _RUN_DIRS:
         _RUN_DIRS[(temp_dir, pid)] = path
-        atexit.register(_remove_at_exit, path, pid)
+        at_exit(remove_staging, path)
     return path
-
-
-def _remove_at_exit(path: Path, pid: int) -> None:
-    if os.getpid() == pid:  # not in a forked child: the directory is its parent's
-        remove_staging(path)
 
 
 def sweep_stale_runs(temp_dir: Path) -> list[Path]:

@@ -15,7 +15,6 @@ rlimits stay the only limits.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import functools
 import itertools
@@ -28,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..lifetime import at_exit
 from ..settings import Limits
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def cgroup_support(refresh: bool = False) -> CgroupSupport | None:
         _DETECTED["result"] = detect()
         support = _DETECTED["result"][0]
         if support is not None:
-            atexit.register(remove_parents, support, os.getpid())
+            at_exit(remove_parents, support)
     return _DETECTED["result"][0]
 
 
@@ -176,10 +176,8 @@ def sweep_parents(base: Path) -> None:
                 _remove_tree(entry)
 
 
-def remove_parents(support: CgroupSupport, pid: int) -> None:
+def remove_parents(support: CgroupSupport) -> None:
     """At exit: this process's parents and whatever run cgroups are still in them."""
-    if os.getpid() != pid:  # a forked child exiting: the cgroups (and sandboxes) are its parent's
-        return
     for parent in support.parents:
         _remove_tree(parent)
 

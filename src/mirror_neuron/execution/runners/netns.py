@@ -60,7 +60,7 @@ from ipaddress import IPv4Network
 from types import TracebackType
 
 from ..errors import SandboxUnavailable
-from .process import OwnedProcess, run_owned
+from .process import OwnedProcess, run_owned, wait_readable
 
 TAP = "tap0"
 DNS_ADDRESS = "10.0.2.3"
@@ -391,7 +391,7 @@ class SandboxNetwork:
         self._output_fd = popen.stdout.fileno()
         os.set_blocking(self._output_fd, False)
         loop.add_reader(self._output_fd, self._read_output)
-        if await _ready(loop, ready_r, timeout) != b"1":
+        if await _ready(ready_r, timeout) != b"1":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._proc.exited), CLOSE_TIMEOUT)
             self._read_output()
@@ -462,22 +462,11 @@ def network_step(
     return attach
 
 
-async def _ready(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bytes:
+async def _ready(fd: int, timeout: float) -> bytes:
     """slirp4netns writes ``1`` to its ready fd once ``tap0`` is configured; EOF means it died."""
-    readable: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, _wake, readable)
-    try:
-        await asyncio.wait_for(readable, timeout)
-    except TimeoutError:
+    if not await wait_readable(fd, timeout):
         raise SandboxUnavailable(f"slirp4netns did not configure the sandbox's network within {timeout:g}s")
-    finally:
-        loop.remove_reader(fd)
     return os.read(fd, 1)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 __all__ = [

@@ -310,18 +310,24 @@ async def wait_pidfd(pidfd: int, timeout: float) -> None:
     the sandbox is empty, but the kernel kills and reaps every process of the namespace
     before that init is gone. Waiting for it makes "stopped" mean "no process left".
     """
+    await wait_readable(pidfd, timeout)
+
+
+async def wait_readable(fd: int, timeout: float) -> bool:
+    """Wait (at most ``timeout`` seconds) until ``fd`` is readable; False if the time ran out."""
     loop = asyncio.get_running_loop()
-    gone: asyncio.Future[None] = loop.create_future()
+    ready: asyncio.Future[None] = loop.create_future()
 
     def readable() -> None:
-        if not gone.done():
-            gone.set_result(None)
+        if not ready.done():
+            ready.set_result(None)
 
-    loop.add_reader(pidfd, readable)
+    loop.add_reader(fd, readable)
     try:
         async with asyncio.timeout(timeout):
-            await gone
+            await ready
     except TimeoutError:
-        pass
+        return False
     finally:
-        loop.remove_reader(pidfd)
+        loop.remove_reader(fd)
+    return True

@@ -9,7 +9,6 @@ a size-capped tmpfs, where every entry belongs to the sandbox user.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import errno
 import functools
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StagingError
+from ..lifetime import at_exit
 from ..staging import MAX_TREE_ENTRIES
 
 SANDBOX_UID = 65534
@@ -120,7 +120,7 @@ def sandbox_etc(parent: Path) -> Path:
         if etc is not None and etc.is_dir():
             return etc
         etc = Path(tempfile.mkdtemp(prefix=".sandbox-etc-", dir=parent))
-        atexit.register(_remove_at_exit, etc, os.getpid())
+        at_exit(shutil.rmtree, etc, True)
         host = Path("/etc")
         for name in ETC_COPIES:
             source = host / name
@@ -135,11 +135,6 @@ def sandbox_etc(parent: Path) -> Path:
                 path.chmod(0o755 if path.is_dir() else 0o644)
         _ETC_DIRS[parent] = etc
         return etc
-
-
-def _remove_at_exit(path: Path, pid: int) -> None:
-    if os.getpid() == pid:  # not in a forked child: the copy is its parent's
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @functools.cache
