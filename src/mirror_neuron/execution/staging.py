@@ -379,13 +379,25 @@ def _copy_entry(source: Path, dir_fd: int, name: str, shown: str, budget: Stagin
         )
 
 
+def open_regular(path: Path, shown: str) -> tuple[int, os.stat_result]:
+    """A read-only fd of the regular file ``path`` itself: a symlink there is refused, never followed.
+
+    Raises:
+        OSError: it cannot be opened (the caller says what that means for it).
+        StagingError: it is not a regular file (a fifo would block, a device read forever).
+    """
+    fd = os.open(path, _NOFOLLOW_READ)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise StagingError(f"{shown} is not a regular file")
+    return fd, st
+
+
 def _copy_file(source: Path, dir_fd: int, name: str, shown: str) -> None:
     """Copy content, permission bits (setuid/setgid/sticky dropped) and times; no link followed."""
-    src = os.open(source, _NOFOLLOW_READ)
+    src, st = open_regular(source, f"upload {shown}")
     try:
-        st = os.fstat(src)
-        if not stat.S_ISREG(st.st_mode):
-            raise StagingError(f"upload {shown} changed while it was copied")
         os.set_blocking(src, True)
         mode = stat.S_IMODE(st.st_mode) & 0o777
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import StagingError
 from ..lifetime import at_exit
-from ..staging import MAX_TREE_ENTRIES
+from ..staging import MAX_TREE_ENTRIES, open_regular
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -49,7 +49,6 @@ ETC_WRITTEN = {
 TOP_LEVEL = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: Where the workdir cannot go: it would hide (or sit inside) what the sandbox is built from.
 RESERVED = ("/usr", "/etc", "/proc", "/dev", "/tmp", *(f"/{name}" for name in TOP_LEVEL))
-_OPEN_STAGED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _ETC_DIRS: dict[Path, Path] = {}
 _ETC_LOCK = threading.Lock()
 
@@ -195,7 +194,7 @@ def copy_tree(source: Path, entries: Sequence[TreeEntry], dest: str, out: TreeCo
 def open_staged(path: Path) -> tuple[int, os.stat_result]:
     """A read-only fd of the regular file ``path`` itself (a symlink there is refused, not followed)."""
     try:
-        fd = os.open(path, _OPEN_STAGED)
+        return open_regular(path, f"staged file {path.name}")
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -205,11 +204,6 @@ def open_staged(path: Path) -> tuple[int, os.stat_result]:
                 "runtime's open-file limit"
             ) from None
         raise StagingError(f"cannot open the staged file {path.name}: {exc.strerror}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise StagingError(f"staged file {path.name} is not a regular file")
-    return fd, st
 
 
 def fd_room(needed: int) -> None:
