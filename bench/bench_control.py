@@ -91,13 +91,14 @@ async def in_process(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str,
         send = []
         for i in range(args.sends):
             agent = f"a{i % args.agents}"
-            send.append(await timed(lambda agent=agent, i=i: rt.send_message(job_id, agent, {"n": i})))
+            message = {"n": i}
+            send.append(await timed(lambda a=agent, m=message: rt.control.send_message(job_id, a, m)))
             await settle(rt)
         pause, resume = [], []
         for _ in range(args.repeat):
-            pause.append(await timed(lambda: rt.pause(job_id)))
+            pause.append(await timed(lambda: rt.control.pause(job_id)))
             marked(rt, job_id, True)
-            resume.append(await timed(lambda: rt.resume(job_id)))
+            resume.append(await timed(lambda: rt.control.resume(job_id)))
             marked(rt, job_id, False)
             await settle(rt)
         cancel = []
@@ -106,9 +107,9 @@ async def in_process(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str,
             await settle(rt)
             await asyncio.sleep(SETTLE)  # let the creation writes go out: time the cancel, not them
             job = rt.jobs[victim]
-            cancel.append(await timed(lambda victim=victim: rt.cancel(victim)))
+            cancel.append(await timed(lambda victim=victim: rt.control.cancel(victim)))
             assert job.terminal and all(c.status == "cancelled" for c in job.cells.values())
-        await rt.cancel(job_id)
+        await rt.control.cancel(job_id)
     return {"send": stats(send), "pause": stats(pause), "resume": stats(resume), "cancel": stats(cancel)}
 
 

@@ -17,8 +17,8 @@ import statistics
 import time
 
 from mirror_neuron import Config, Runtime
-from mirror_neuron.bundle import load_bundle
 from mirror_neuron.store import MemoryStore
+from mirror_neuron.validation import load_bundle
 
 COMMAND = ["python3", "-c", "import json; print(json.dumps({'ok': True}))"]
 # The sandbox sees the system interpreter; make the host runner and the baseline use it too,

@@ -13,8 +13,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from waiting import eventually
 
 __all__ = ["RedisServer", "RedisServerMissing", "free_port", "redis_server_binary"]
 
@@ -91,17 +92,20 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not self.ping():
-            if self._proc.poll() is not None:
-                log = self._log.read_text(errors="replace") if self._log.exists() else ""
-                self._proc = None
-                raise RuntimeError(f"redis-server on port {self.port} exited at startup:\n{log[-2000:]}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"redis-server on port {self.port} did not answer PING in time")
-            time.sleep(0.01)
+        try:
+            eventually(self._up, timeout=STARTUP_TIMEOUT, interval=0.01, what=f"redis-server on {self.port}")
+        except AssertionError:
+            self.kill()
+            raise
         return self
+
+    def _up(self) -> bool:
+        assert self._proc is not None
+        if self._proc.poll() is not None:
+            log = self._log.read_text(errors="replace") if self._log.exists() else ""
+            self._proc = None
+            raise RuntimeError(f"redis-server on port {self.port} exited at startup:\n{log[-2000:]}")
+        return self.ping()
 
     def ping(self) -> bool:
         """True when the server answers PING (``-NOAUTH`` counts: it is up)."""

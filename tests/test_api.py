@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import mirror_neuron as mn
 from builders import EXAMPLES, aggregator, manifest, router
 from mirror_neuron import aio
+from waiting import eventually
 
 
 @pytest.fixture
@@ -113,11 +113,11 @@ async def test_the_asyncio_api_mirrors_the_synchronous_one(data_dir: Path) -> No
 def test_public_names_are_pinned() -> None:
     assert set(mn.__all__) == {
         "AgentNotFound", "Bundle", "Config", "Edge", "ExecutionError", "JobFailed", "JobNotFound",
-        "JobStateError", "JobTimeout", "MailboxFull", "Manifest", "ManifestError", "Message", "MessageError",
-        "MirrorNeuronError", "Node", "NotFound", "Runtime", "StoreError", "__version__", "cancel",
-        "cleanup_jobs", "dead_letters", "events", "inspect_agents", "inspect_job", "inspect_nodes",
-        "list_jobs", "load_bundle", "pause", "recover_job", "redrive", "resume", "run_manifest",
-        "send_message", "shutdown", "validate_manifest", "wait_for_job",
+        "JobOrphaned", "JobStalled", "JobStateError", "JobTimeout", "MailboxFull", "Manifest",
+        "ManifestError", "Message", "MessageError", "MirrorNeuronError", "Node", "NotFound", "Runtime",
+        "StoreError", "__version__", "cancel", "cleanup_jobs", "dead_letters", "events", "inspect_agents",
+        "inspect_job", "inspect_nodes", "list_jobs", "load_bundle", "pause", "recover_job", "redrive",
+        "resume", "run_manifest", "send_message", "shutdown", "validate_manifest", "wait_for_job",
     }  # fmt: skip
     for name in mn.__all__:
         assert getattr(mn, name) is not None
@@ -172,9 +172,10 @@ def test_the_control_functions_steer_a_job_run_by_another_process(api: Path, tmp
 
 
 def _first_job_id() -> str:
-    for _ in range(500):
+    """The job the other process runs (polling its store: there is no event to await here)."""
+
+    def running() -> str | None:
         jobs = mn.list_jobs()
-        if jobs and jobs[0]["status"] == "running":
-            return jobs[0]["job_id"]
-        time.sleep(0.02)  # another process's store: no event to await
-    raise AssertionError("the other process never started its job")
+        return jobs[0]["job_id"] if jobs and jobs[0]["status"] == "running" else None
+
+    return eventually(running, what="the other process to start its job")

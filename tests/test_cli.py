@@ -16,10 +16,14 @@ from builders import EXAMPLES, aggregator, manifest, router
 def mn(
     *args: str, data_dir: Path, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(data_dir), **(env or {})}
-    env.pop("MIRROR_NEURON_STORE_URL", None)
+    extra = env or {}
+    env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(data_dir), **extra}
+    for name in ("MIRROR_NEURON_STORE_URL", "MIRROR_NEURON_REDIS_URL"):  # they would win over the data dir
+        if name not in extra:
+            env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "mirror_neuron", *args],
+        stdin=subprocess.DEVNULL,  # not a terminal: nothing asks for confirmation
         capture_output=True,
         text=True,
         env=env,
@@ -65,6 +69,50 @@ def test_validate_prints_each_error_on_its_own_line(tmp_path: Path, data: Path) 
         "error: edge e1 references missing to_node ghost",
         "error: manifest must define at least one entrypoint or one node with role root/root_coordinator",
     ]
+
+
+TYPO = (
+    'node aggregator "reviewer" config: unknown key "complete_on_mesage" '
+    '(did you mean "complete_on_message"?)'
+)
+
+
+def typo_bundle(root: Path) -> Path:
+    """A valid bundle with a misspelled aggregator key (it still completes: complete_after is 1)."""
+    nodes = [router("ingress"), aggregator("reviewer", complete_after=1, complete_on_mesage=True)]
+    return write_bundle(root, manifest(nodes, [("ingress", "reviewer", "init")]))
+
+
+def test_validate_warns_about_unknown_keys(tmp_path: Path, data: Path) -> None:
+    bundle = typo_bundle(tmp_path / "typo")
+    out = mn("validate", str(bundle), data_dir=data)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok: test_graph is valid")
+    assert out.stderr.splitlines() == [f"warning: {TYPO}"]
+    out = mn("validate", "--json", str(bundle), data_dir=data)
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["warnings"] == [TYPO]
+    clean = mn("validate", "--json", str(EXAMPLES / "research_flow"), data_dir=data)
+    assert json.loads(clean.stdout)["warnings"] == [] and clean.stderr == ""
+
+
+def test_validate_strict_turns_warnings_into_errors(tmp_path: Path, data: Path) -> None:
+    bundle = typo_bundle(tmp_path / "typo")
+    out = mn("validate", "--strict", str(bundle), data_dir=data)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr.splitlines() == [f"error: {TYPO}"]
+    out = mn("validate", "--strict", "--json", str(bundle), data_dir=data)
+    assert out.returncode == 1
+    assert json.loads(out.stdout) == {"ok": False, "error": TYPO, "errors": [TYPO]}
+    assert mn("validate", "--strict", str(EXAMPLES / "research_flow"), data_dir=data).returncode == 0
+
+
+def test_run_prints_the_warnings_before_it_starts(tmp_path: Path, data: Path) -> None:
+    out = mn("run", "--json", str(typo_bundle(tmp_path / "typo")), data_dir=data)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "completed"
+    assert out.stderr.splitlines()[0] == f"warning: {TYPO}"
 
 
 @pytest.mark.parametrize(
@@ -217,13 +265,17 @@ def test_job_list_shows_a_job_whose_runtime_is_gone(data: Path) -> None:
     )
     store.close()
     listed = json.loads(mn("job", "list", "--json", data_dir=data).stdout)
-    assert [(j["job_id"], j["live"]) for j in listed] == [("orphan", False)]
+    assert [j["job_id"] for j in listed] == ["orphan"]
+    assert "is gone" in listed[0]["orphaned"]
     assert "running (runtime gone)" in mn("job", "list", data_dir=data).stdout
+    # inspect agrees with list, and says how to go on
+    inspected = mn("job", "inspect", "orphan", data_dir=data).stdout
+    assert "running (runtime gone)" in inspected and "is gone" in inspected
 
 
 def test_cleanup_removes_ended_jobs_and_all_their_data(data: Path) -> None:
     done = json.loads(mn("run", "--json", str(EXAMPLES / "research_flow"), data_dir=data).stdout)["job_id"]
     out = json.loads(mn("job", "cleanup", "--json", data_dir=data).stdout)
-    assert out == {"deleted_count": 1, "deleted_jobs": [done]}
+    assert out == {"deleted_count": 1, "deleted_jobs": [done], "skipped_jobs": []}
     assert mn("job", "inspect", done, data_dir=data).returncode == 1
     assert json.loads(mn("job", "list", "--json", data_dir=data).stdout) == []

@@ -130,7 +130,8 @@ def test_live_progress_shows_script_event_names_as_clean_text() -> None:
         status=MARKUP,
         seq=3,
         cells={},
-        runtime=SimpleNamespace(services={"leases": None}),
+        host=SimpleNamespace(services={"leases": None}),
+        stall=SimpleNamespace(info={"reason": f"waiting{OSC_TITLE}"}),
         last_event=SimpleNamespace(type=f"custom{OSC_TITLE}{MARKUP}", agent_id=f"w{BIDI}"),
     )
     screen = io.StringIO()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import sys
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from . import aio
-from .bundle import Bundle, validate_bundle
+from .bundle import Bundle, BundleSource
+from .records import AgentView, CleanupResult, ControlResult, DeadLetter, EventRecord, JobRecord
+from .validation import validate_manifest as validate_manifest  # the public one: no runtime needed
 
 T = TypeVar("T")
 
@@ -30,9 +33,9 @@ class _Portal:
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def close(self) -> None:
+    def close(self, *, suspend: bool = False) -> list[str]:
         try:
-            self.call(aio.shutdown())
+            return self.call(aio.shutdown(suspend=suspend))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
@@ -50,76 +53,138 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
         with _lock:
             if _portal is None:
                 _portal = _Portal()
-                atexit.register(shutdown)
+                _at_exit(_exit_hook)
     return _portal.call(coro)
 
 
-def shutdown() -> None:
-    """Stop the default runtime: live jobs fail, events and records are flushed."""
+def _at_exit(hook: Any) -> None:
+    """Run ``hook`` when the interpreter exits, *before* thread pools refuse new work.
+
+    ``atexit`` runs too late: by then ``concurrent.futures`` has shut every thread pool
+    down, so the store writes of a clean stop fail ("cannot schedule new futures after
+    interpreter shutdown"). ``threading``'s own exit hooks run first, newest first.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - every CPython since 3.9 has it
+        atexit.register(hook)
+    else:
+        register(hook)
+
+
+def _exit_hook() -> None:
+    """The script ends with jobs still running: suspend them where they are, say how to resume."""
+    try:
+        suspended = shutdown(suspend=True)
+    except Exception as exc:  # never a traceback at exit
+        print(f"mirror_neuron: could not stop the default runtime cleanly: {exc}", file=sys.stderr)
+        return
+    if suspended:
+        ids = ", ".join(suspended)
+        resume = " && ".join(f"mn job recover {job_id}" for job_id in suspended[:3])
+        print(
+            f"mirror_neuron: the script exited while {len(suspended)} job(s) ran; suspended {ids}; "
+            f"resume with `{resume}`",
+            file=sys.stderr,
+        )
+
+
+def shutdown(*, suspend: bool = False) -> list[str]:
+    """Stop the default runtime; events and records are flushed.
+
+    Live jobs fail, or with ``suspend`` (what happens when a script exits with jobs still
+    running) stop at a message boundary, stay in the store as ``suspended`` and resume with
+    ``mn job recover <id>``. Returns the ids of the suspended jobs.
+    """
     global _portal
     with _lock:
         portal, _portal = _portal, None
-    if portal is not None:
-        portal.close()
+    if portal is None:
+        return []
+    return portal.close(suspend=suspend)
 
 
-def validate_manifest(source: Any) -> Bundle:
-    """Load and validate a job bundle (folder path, manifest dict or JSON text).
+@overload
+def run_manifest(
+    path: BundleSource | None = None,
+    *,
+    wait: Literal[False] = False,
+    timeout: float | None = None,
+    job_bundle: Bundle | None = None,
+    job_id: str | None = None,
+    raise_on_failure: bool = False,
+    idle_timeout: float | None = None,
+) -> str: ...
 
-    Raises:
-        ManifestError: with ``.errors`` listing every problem found.
-    """
-    return validate_bundle(source)
+
+@overload
+def run_manifest(
+    path: BundleSource | None = None,
+    *,
+    wait: Literal[True],
+    timeout: float | None = None,
+    job_bundle: Bundle | None = None,
+    job_id: str | None = None,
+    raise_on_failure: bool = False,
+    idle_timeout: float | None = None,
+) -> tuple[str, JobRecord]: ...
 
 
 def run_manifest(
-    path: Any = None,
+    path: BundleSource | None = None,
     *,
     wait: bool = False,
     timeout: float | None = None,
     job_bundle: Bundle | None = None,
     job_id: str | None = None,
     raise_on_failure: bool = False,
-) -> Any:
+    idle_timeout: float | None = None,
+) -> str | tuple[str, JobRecord]:
     """Start a job. Returns ``job_id``, or ``(job_id, job)`` when ``wait=True``.
 
-    ``job_bundle`` runs an already validated bundle (``path`` may then be ``None``).
+    ``job_bundle`` runs an already validated bundle (``path`` may then be ``None``). A job
+    still running when the program exits is suspended for ``mn job recover``.
     """
-    return _call(
-        aio.run_manifest(
-            path,
-            wait=wait,
-            timeout=timeout,
-            job_bundle=job_bundle,
-            job_id=job_id,
-            raise_on_failure=raise_on_failure,
-        )
-    )
+    common: dict[str, Any] = {
+        "timeout": timeout,
+        "job_bundle": job_bundle,
+        "job_id": job_id,
+        "raise_on_failure": raise_on_failure,
+        "idle_timeout": idle_timeout,
+    }
+    if wait:
+        return _call(aio.run_manifest(path, wait=True, **common))
+    return _call(aio.run_manifest(path, wait=False, **common))
 
 
-def wait_for_job(job_id: str, timeout: float | None = None) -> dict[str, Any]:
+def wait_for_job(
+    job_id: str, timeout: float | None = None, *, idle_timeout: float | None = None
+) -> JobRecord:
     """Block until the job is completed, failed or cancelled; return its record.
+
+    With ``idle_timeout``, a job of this process that has been stalled that long (nothing
+    queued, no handler running) fails with the reason instead of waiting on.
 
     Raises:
         JobNotFound: at once, for an id no store knows.
         JobTimeout: when ``timeout`` seconds pass first.
+        JobOrphaned: no runtime hosts the job any more; ``mn job recover`` resumes it.
     """
-    return _call(aio.wait_for_job(job_id, timeout))
+    return _call(aio.wait_for_job(job_id, timeout, idle_timeout=idle_timeout))
 
 
-def inspect_job(job_id: str) -> dict[str, Any]:
+def inspect_job(job_id: str) -> JobRecord:
     return _call(aio.inspect_job(job_id))
 
 
-def inspect_agents(job_id: str) -> list[dict[str, Any]]:
+def inspect_agents(job_id: str) -> list[AgentView]:
     return _call(aio.inspect_agents(job_id))
 
 
-def events(job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+def events(job_id: str, *, after: int = 0, limit: int | None = None) -> list[EventRecord]:
     return _call(aio.events(job_id, after=after, limit=limit))
 
 
-def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
+def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[JobRecord]:
     return _call(aio.list_jobs(limit=limit, include_terminal=include_terminal))
 
 
@@ -128,7 +193,7 @@ def inspect_nodes() -> list[dict[str, Any]]:
     return _call(aio.inspect_nodes())
 
 
-def pause(job_id: str) -> dict[str, Any]:
+def pause(job_id: str) -> ControlResult:
     """Pause a running job, wherever it runs on this machine (this process, ``mn run``, ``mn serve``).
 
     Raises:
@@ -137,17 +202,17 @@ def pause(job_id: str) -> dict[str, Any]:
     return _call(aio.pause(job_id))
 
 
-def resume(job_id: str) -> dict[str, Any]:
+def resume(job_id: str) -> ControlResult:
     """Resume a paused job. Raises ``JobStateError`` when it is not paused."""
     return _call(aio.resume(job_id))
 
 
-def cancel(job_id: str) -> dict[str, Any]:
+def cancel(job_id: str) -> ControlResult:
     """Cancel a running or paused job (result ``{"reason": "cancelled by operator"}``)."""
     return _call(aio.cancel(job_id))
 
 
-def send_message(job_id: str, agent_id: str, message: dict[str, Any]) -> dict[str, Any]:
+def send_message(job_id: str, agent_id: str, message: dict[str, Any]) -> ControlResult:
     """Enqueue a message in one agent's mailbox, bypassing edges; returns once it is durable.
 
     Raises:
@@ -156,12 +221,12 @@ def send_message(job_id: str, agent_id: str, message: dict[str, Any]) -> dict[st
     return _call(aio.send_message(job_id, agent_id, message))
 
 
-def dead_letters(job_id: str) -> list[dict[str, Any]]:
+def dead_letters(job_id: str) -> list[DeadLetter]:
     """Messages that could not be delivered (each with an ``id`` for :func:`redrive`)."""
     return _call(aio.dead_letters(job_id))
 
 
-def redrive(job_id: str, letter_id: int, agent_id: str | None = None) -> dict[str, Any]:
+def redrive(job_id: str, letter_id: int, agent_id: str | None = None) -> ControlResult:
     """Deliver a dead letter again, to its original agent or to ``agent_id``."""
     return _call(aio.redrive(job_id, letter_id, agent_id))
 
@@ -171,6 +236,7 @@ def recover_job(job_id: str) -> str:
     return _call(aio.recover_job(job_id))
 
 
-def cleanup_jobs(*, all: bool = False) -> dict[str, Any]:
-    """Delete ended jobs (with ``all``, every job not hosted here) and their data."""
+def cleanup_jobs(*, all: bool = False) -> CleanupResult:
+    """Delete ended jobs and their data; live jobs (running, paused, suspended) are never
+    deleted, ``all`` or not: they are listed in ``skipped_jobs``."""
     return _call(aio.cleanup_jobs(all=all))

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _json
 from .errors import MessageError
-
-if TYPE_CHECKING:
-    from .messages import Message
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/ndjson"})
@@ -66,29 +63,3 @@ def decode_body(
         return _json.loads(raw)
     except _json.JSONDecodeError as exc:
         raise MessageError(f"body is not valid JSON for content type {ctype}: {exc}") from exc
-
-
-# -- whole-message serialisation -----------------------------------------------------
-
-
-def to_json(message: Message) -> bytes:
-    return _json.dumps(message.to_dict())
-
-
-def from_json(data: bytes | str) -> Message:
-    from .messages import from_dict
-
-    try:
-        return from_dict(_json.loads(data))
-    except _json.JSONDecodeError as exc:
-        raise MessageError(f"message is not valid JSON: {exc}") from exc
-
-
-def to_ndjson(messages: list[Message]) -> bytes:
-    return b"".join(_json.dumps(m.to_dict()) + b"\n" for m in messages)
-
-
-def from_ndjson(data: bytes | str) -> list[Message]:
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return [from_json(line) for line in data.splitlines() if line.strip()]

@@ -36,6 +36,49 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("mirror_neuron", appauthor=False))
 
 
+#: File name of the embedded SQLite store inside the data directory.
+DEFAULT_DB_NAME = "mirror_neuron.db"
+
+
+def default_store_url(data_dir: Path) -> str:
+    """The embedded store of a data directory: ``sqlite:///<data_dir>/mirror_neuron.db``."""
+    return f"sqlite:///{data_dir / DEFAULT_DB_NAME}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreChoice:
+    """The store a process uses, its data directory, and which setting chose the store."""
+
+    url: str
+    data_dir: Path
+    #: ``--store``, ``MIRROR_NEURON_STORE_URL``, ``MIRROR_NEURON_REDIS_URL`` or ``data dir``.
+    source: str
+
+
+def choose_store(
+    store: str | None = None, data_dir: str | Path | None = None, environ: dict[str, str] | None = None
+) -> StoreChoice:
+    """The one store precedence of the CLI and :meth:`Config.from_env` (``mn --help``, README).
+
+    ``store`` (the CLI's ``--store``) wins, then ``MIRROR_NEURON_STORE_URL``, then
+    ``MIRROR_NEURON_REDIS_URL``; without any, SQLite in the data directory. The data
+    directory (``data_dir``, i.e. ``--data-dir``, else ``MIRROR_NEURON_DATA_DIR``, else the
+    per-user data directory) only says where that SQLite file lives: it never overrides a
+    store URL.
+    """
+    directory = Path(
+        os.path.abspath(Path(data_dir or env("DATA_DIR", None, environ) or default_data_dir()).expanduser())
+    )
+    for source, value in (
+        ("--store", store.strip() if store else None),
+        ("MIRROR_NEURON_STORE_URL", env("STORE_URL", None, environ)),
+        ("MIRROR_NEURON_REDIS_URL", env("REDIS_URL", None, environ)),
+    ):
+        if value:
+            return StoreChoice(value, directory, source)
+    return StoreChoice(default_store_url(directory), directory, "data dir")
+
+
 def parse_pool_capacities(text: str | None) -> dict[str, int]:
     """``"gpu=1,io=8"`` → ``{"gpu": 1, "io": 8}``; malformed entries are ignored (as the original)."""
     pools: dict[str, int] = {}
@@ -84,6 +127,11 @@ class Config:
     #: Name of this runtime node (recorded on jobs and snapshots).
     node_name: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
+    @property
+    def store_is_default(self) -> bool:
+        """True for the data directory's embedded SQLite store: no store was named."""
+        return self.data_dir is not None and self.store_url == default_store_url(self.data_dir)
+
     def pools(self) -> dict[str, int]:
         return {"default": self.executor_max_concurrency, **self.pool_capacities}
 
@@ -92,11 +140,13 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
-        """Build a config from ``MIRROR_NEURON_*`` (or ``MN_*``) variables."""
-        data_dir = Path(env("DATA_DIR", None, environ) or default_data_dir()).expanduser()
-        store_url = env("STORE_URL", None, environ) or env("REDIS_URL", None, environ)
-        if not store_url:
-            store_url = f"sqlite:///{data_dir / 'mirror_neuron.db'}"
+        """Build a config from ``MIRROR_NEURON_*`` (or ``MN_*``) variables.
+
+        The store follows :func:`choose_store`: a ``store_url`` override plays ``--store``,
+        a ``data_dir`` override ``--data-dir``.
+        """
+        choice = choose_store(overrides.pop("store_url", None), overrides.pop("data_dir", None), environ)
+        store_url, data_dir = choice.url, choice.data_dir
         concurrency = env("EXECUTOR_MAX_CONCURRENCY", "4", environ) or "4"
         values: dict[str, Any] = {
             "store_url": store_url,

@@ -10,6 +10,7 @@ bundle (:class:`ManifestError`), the caller naming something that does not exist
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class MirrorNeuronError(Exception):
@@ -68,6 +69,20 @@ class JobStateError(MirrorNeuronError):
         self.job_id = job_id
 
 
+class JobOrphaned(JobStateError):
+    """The job is not ended but no runtime hosts it any more (its runtime died or suspended it).
+
+    Nothing waits for such a job to end on its own: ``mn job recover <id>`` resumes it.
+    """
+
+    def __init__(self, job_id: str, why: str) -> None:
+        super().__init__(job_id, f"{why}; run `mn job recover {job_id}` to resume it")
+
+
+class JobStalled(JobStateError):
+    """The job cannot progress on its own (no queued mail, no running handler) for too long."""
+
+
 class MailboxFull(MirrorNeuronError):
     """An external message was refused because the agent's mailbox is at its bound."""
 
@@ -93,7 +108,7 @@ class JobTimeout(MirrorNeuronError):
 class JobFailed(MirrorNeuronError):
     """Raised by helpers that demand a completed job when it failed instead."""
 
-    def __init__(self, job_id: str, job: dict) -> None:
+    def __init__(self, job_id: str, job: dict[str, Any]) -> None:
         result = job.get("result") or {}
         detail = result.get("error") or result.get("reason") or job.get("status")
         super().__init__(f"job {job_id} {job.get('status')}: {detail}")
@@ -107,6 +122,18 @@ class MessageError(MirrorNeuronError):
 
 class StoreError(MirrorNeuronError):
     """The store could not be opened, read or written."""
+
+
+class InvalidCursor(MirrorNeuronError):
+    """A job-list cursor that no ``list_jobs`` gave out (altered, truncated, or made up)."""
+
+
+class StoreMissing(StoreError):
+    """A store opened with ``create=False`` does not exist (nothing was created)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"no store at {location}")
+        self.location = location
 
 
 class ExecutionError(MirrorNeuronError):

@@ -29,7 +29,7 @@ def fmt(mid: MessageId | None) -> str | None:
     kind = type(mid)
     if kind is int:
         return f"{PREFIX}{mid:x}"
-    if kind is tuple or kind is list:  # a list once it went through JSON
+    if kind in (tuple, list):  # a list once it went through JSON
         return f"{mid[0]}:{mid[1]}:{mid[2]}"  # type: ignore[index]
     return mid  # type: ignore[return-value]
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _json
 from ._time import iso, now
+from .codec import JSON_TYPES, NDJSON_TYPES, OCTET_STREAM, apply_encoding, decode_body, encode_body
 from .errors import MessageError
 from .ids import MessageId, fmt, next_id
 
@@ -73,9 +75,9 @@ class Meta:
         correlation_id: int | str,
         content_type: str,
         content_encoding: str,
-        headers: dict,
-        artifacts: list,
-        stream: dict | None,
+        headers: dict[str, Any],
+        artifacts: list[Any],
+        stream: dict[str, Any] | None,
         attempt: int = 1,
         priority: int = 100,
         ttl_ms: int | None = None,
@@ -122,9 +124,9 @@ class Message:
         ttl_ms: int | None = None,
         content_type: str = "application/json",
         content_encoding: str = "identity",
-        headers: dict | None = None,
-        artifacts: list | None = None,
-        stream: dict | None = None,
+        headers: dict[str, Any] | None = None,
+        artifacts: list[Any] | None = None,
+        stream: dict[str, Any] | None = None,
     ) -> None:
         self.type = type
         self.body = body
@@ -194,9 +196,9 @@ class Message:
         causation_id: str | None = None,
         content_type: str | None = None,
         content_encoding: str | None = None,
-        headers: dict | None = None,
-        artifacts: list | None = None,
-        stream: dict | None = None,
+        headers: dict[str, Any] | None = None,
+        artifacts: list[Any] | None = None,
+        stream: dict[str, Any] | None = None,
         message_id: MessageId | None = None,
     ) -> Message:
         """Like :meth:`child` with overrides; given headers are merged over the incoming ones."""
@@ -355,7 +357,7 @@ def normalize(
     )
 
 
-def from_dict(data: dict) -> Message:
+def from_dict(data: dict[str, Any]) -> Message:
     """Rebuild a message from :meth:`Message.to_dict` output (for the store and the wire)."""
     return normalize(data)
 
@@ -399,19 +401,29 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-# Encodings live in :mod:`mirror_neuron.codec`; re-exported here for convenience.
-from .codec import (  # noqa: E402
-    JSON_TYPES,
-    NDJSON_TYPES,
-    OCTET_STREAM,
-    apply_encoding,
-    decode_body,
-    encode_body,
-    from_json,
-    from_ndjson,
-    to_json,
-    to_ndjson,
-)
+# -- whole-message serialisation -----------------------------------------------------
+
+
+def to_json(message: Message) -> bytes:
+    return _json.dumps(message.to_dict())
+
+
+def from_json(data: bytes | str) -> Message:
+    try:
+        return from_dict(_json.loads(data))
+    except _json.JSONDecodeError as exc:
+        raise MessageError(f"message is not valid JSON: {exc}") from exc
+
+
+def to_ndjson(messages: list[Message]) -> bytes:
+    return b"".join(_json.dumps(m.to_dict()) + b"\n" for m in messages)
+
+
+def from_ndjson(data: bytes | str) -> list[Message]:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return [from_json(line) for line in data.splitlines() if line.strip()]
+
 
 __all__ = [
     "ENCODINGS",

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mirror_neuron.bundle import Node, manifest_from_data, register_node_check, rules, validate_manifest_data
-from mirror_neuron.bundle._render import inspect, kind_name, plain, show
+from mirror_neuron.bundle import Node, manifest_from_data, rules, validate_manifest_data
+from mirror_neuron.bundle._render import inspect, kind_name, show
 from mirror_neuron.bundle.model import ALL_ENTRYPOINTS
 from mirror_neuron.errors import ManifestError
 
@@ -132,15 +132,14 @@ def test_edge_shape_errors_and_no_double_reporting() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "inspected", "plained"),
+    ("value", "inspected"),
     [
-        *[(None, "nil", ""), ("a", '"a"', "a"), ('q"', '"q\\""', 'q"'), (True, "true", "true")],
-        *[(2, "2", "2"), (1.5, "1.5", "1.5"), ([1, "a"], '[1,"a"]', '[1,"a"]')],
-        ({"k": None}, '{"k":null}', '{"k":null}'),
+        *[(None, "null"), ("a", '"a"'), ('q"', '"q\\""'), ("é", '"é"'), (True, "true")],
+        *[(2, "2"), (1.5, "1.5"), ([1, "a"], '[1,"a"]'), ({"k": None}, '{"k":null}')],
     ],
 )
-def test_value_rendering(value: Any, inspected: str, plained: str) -> None:
-    assert (inspect(value), plain(value)) == (inspected, plained)
+def test_values_are_rendered_as_json_literals(value: Any, inspected: str) -> None:
+    assert inspect(value) == inspected
 
 
 def test_show_shortens_and_survives_unencodable_values() -> None:
@@ -159,43 +158,37 @@ def test_show_shortens_and_survives_unencodable_values() -> None:
     ]
 
 
-# -- registered node checks ---------------------------------------------------------------
+# -- node checks passed in ----------------------------------------------------------------
 
 
-@pytest.fixture
-def node_checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[rules.NodeCheck]]:
-    registry: dict[str, list[rules.NodeCheck]] = {}
-    monkeypatch.setattr(rules, "NODE_CHECKS", registry)
-    return registry
-
-
-def test_registered_checks_run_on_sound_nodes_of_their_kind(
-    node_checks: dict[str, list[rules.NodeCheck]], tmp_path: Path
-) -> None:
+def test_given_checks_run_on_sound_nodes_of_their_kind(tmp_path: Path) -> None:
     seen: list[tuple[str, Path | None]] = []
 
     def check(checked: Node, payloads: Path | None) -> list[str]:
         seen.append((checked.node_id, payloads))
         return [f"node {checked.node_id} is bad"]
 
-    assert register_node_check("sandbox_worker", check) is check
-    register_node_check("executor", check)  # registering twice keeps one entry
-    assert node_checks == {"executor": [check]}
+    checks = {"sandbox_worker": [check], "executor": (check,)}  # an alias and its type: one entry
+    assert rules.by_kind(checks) == {"executor": [check]}
     nodes = [
         node("router", "executor"),
         node("w2", "sandbox_worker"),
         node("w3", "executor", type="nope"),
         node("sink", "aggregator"),
     ]
-    errors = rules.validate(raw_manifest(nodes=nodes), tmp_path)
+    errors = rules.validate(raw_manifest(nodes=nodes), tmp_path, node_checks=checks)
     assert errors[-2:] == ["node router is bad", "node w2 is bad"]
     assert seen == [("router", tmp_path), ("w2", tmp_path)]
+    assert rules.validate(raw_manifest(nodes=nodes), tmp_path) == errors[:-2]  # none without them
+    assert len(seen) == 2
 
 
-def test_registered_check_errors_make_loading_fail(node_checks: dict[str, list[rules.NodeCheck]]) -> None:
-    register_node_check("router", lambda n, p: [] if p is None else ["unexpected path"])
-    assert errors_of() == []
-    register_node_check("aggregator", lambda n, p: [f"{n.kind} {n.node_id} rejected"])
+def test_given_check_errors_make_loading_fail() -> None:
+    assert manifest_from_data(
+        raw_manifest(), node_checks={"router": [lambda n, p: [] if p is None else ["x"]]}
+    )
+    rejecting: rules.NodeChecks = {"aggregator": [lambda n, p: [f"{n.kind} {n.node_id} rejected"]]}
     with pytest.raises(ManifestError) as caught:
-        manifest_from_data(raw_manifest())
+        manifest_from_data(raw_manifest(), node_checks=rejecting)
     assert caught.value.errors == ["aggregator sink rejected"]
+    assert manifest_from_data(raw_manifest())  # the checks were passed, not registered

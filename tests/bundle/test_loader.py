@@ -207,12 +207,14 @@ def test_validate_bundle_rechecks_given_manifests_and_bundles() -> None:
     assert validate_bundle(good).manifest is good
 
 
-def test_node_checks_see_the_payloads_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rules, "NODE_CHECKS", {})
+def test_node_checks_see_the_payloads_path(tmp_path: Path) -> None:
     seen: list[Path | None] = []
-    rules.register_node_check("router", lambda node, payloads: seen.append(payloads) or [])
+    checks: rules.NodeChecks = {"router": [lambda node, payloads: seen.append(payloads) or []]}
     root = make_bundle(tmp_path)
-    load_bundle(root)
-    load_bundle(VALID)
-    validate_bundle(Bundle(manifest_from_data(VALID), root))
+    load_bundle(root, node_checks=checks)
+    load_bundle(VALID, node_checks=checks)
+    validate_bundle(Bundle(manifest_from_data(VALID, node_checks=checks), root), node_checks=checks)
     assert seen == [root / "payloads", None, None, root / "payloads"]
+    load_bundle(root)
+    validate_bundle(Bundle(manifest_from_data(VALID), root))  # without node_checks none run
+    assert len(seen) == 4

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,6 +114,7 @@ def outcome(raw: Any) -> Manifest | list[str]:
         return exc.errors
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(JSON)
 def test_any_json_value_loads_or_raises_manifest_error(value: Any) -> None:
@@ -121,6 +123,7 @@ def test_any_json_value_loads_or_raises_manifest_error(value: Any) -> None:
     assert errors == ([] if isinstance(result, Manifest) else result)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(MANIFEST_LIKE)
 def test_manifest_like_dicts_never_crash_and_agree_with_validation(raw: dict[str, Any]) -> None:
@@ -130,6 +133,7 @@ def test_manifest_like_dicts_never_crash_and_agree_with_validation(raw: dict[str
     assert validate_manifest_data(raw) == ([] if isinstance(result, Manifest) else result)
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(MANIFEST_LIKE)
 def test_json_text_of_manifest_like_dicts_never_crashes(raw: dict[str, Any]) -> None:

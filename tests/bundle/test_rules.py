@@ -66,10 +66,28 @@ def test_m5_duplicates_reported_once_per_id_ordered_by_first_repeat() -> None:
     assert errors_of(nodes=nodes, edges=[]) == ["duplicate node_id b", "duplicate node_id a"]
 
 
-def test_m12_missing_agent_type_renders_nil() -> None:
-    assert errors_of(nodes=[{"node_id": "router"}], edges=[]) == [
-        "unsupported agent_type nil for node router"
+@pytest.mark.parametrize("agent_type", [None, ""])
+def test_m12_a_node_without_agent_type_says_so(agent_type: Any) -> None:
+    assert errors_of(nodes=[{"node_id": "router"}], edges=[]) == ["node router has no agent_type"]
+    assert errors_of(nodes=[node(agent_type=agent_type, type="batch")], edges=[]) == [
+        "node router has no agent_type"
     ]
+
+
+def test_errors_never_use_elixir_renderings() -> None:
+    nodes = [{"agent_type": None, "type": "map"}, node(agent_type=None)]
+    edges = [{"edge_id": None, "from_node": None, "to_node": ""}]
+    errors = errors_of(nodes=nodes, edges=edges, policies={"recovery_mode": None})
+    assert errors == [
+        "node #1 has no agent_type",
+        "node router has no agent_type",
+        "node_id is required for every node",
+        "edge #1 must define message_type",
+        "edge #1 has no to_node",
+        "edge #1 has no from_node",
+        "unsupported recovery_mode null",
+    ]
+    assert not [e for e in errors if "nil" in e or "%{" in e]
 
 
 @pytest.mark.parametrize(("agent_type", "shown"), [("wizard", '"wizard"'), (5, "5"), (True, "true")])
@@ -110,11 +128,13 @@ def test_template_compatibility_table(kind: str, template: str) -> None:
 
 def test_node_rules_are_grouped_by_rule_across_nodes() -> None:
     nodes = [node("a", "wizard", type="map"), node("b", None, type="batch"), {"agent_type": "router"}]
+    nodes.append(node("c", "router", type="mystery"))
     assert errors_of(nodes=nodes, edges=[], entrypoints=["a"]) == [
         'unsupported agent_type "wizard" for node a',
-        "unsupported agent_type nil for node b",
+        "node b has no agent_type",
+        'unsupported template type "mystery" for node c',
         'template type "map" is not supported for agent_type "wizard" on node a',
-        'template type "batch" is not supported for agent_type nil on node b',
+        'template type "mystery" is not supported for agent_type "router" on node c',
         "node_id is required for every node",
     ]
 
@@ -134,9 +154,9 @@ def test_m8_m9_edge_errors_in_original_order() -> None:
         "edge e1 must define message_type",
         "edge e1 references missing to_node missing",
         "edge e1 references missing from_node x",
-        "edge unknown must define message_type",
-        "edge e3 references missing to_node ",
-        "edge e3 references missing from_node ",
+        "edge #2 must define message_type",
+        "edge e3 has no to_node",
+        "edge e3 has no from_node",
     ]
 
 
@@ -155,7 +175,7 @@ def test_supported_recovery_modes(mode: str) -> None:
     assert errors_of(policies={"recovery_mode": mode}) == []
 
 
-@pytest.mark.parametrize(("mode", "shown"), [("x", '"x"'), (None, "nil"), (3, "3"), ([1], "[1]")])
+@pytest.mark.parametrize(("mode", "shown"), [("x", '"x"'), (None, "null"), (3, "3"), ([1], "[1]")])
 def test_unsupported_recovery_mode(mode: Any, shown: str) -> None:
     assert errors_of(policies={"recovery_mode": mode}) == [f"unsupported recovery_mode {shown}"]
 

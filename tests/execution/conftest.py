@@ -6,12 +6,10 @@ they fail, so a missing package can never turn the security tests green by skipp
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from mirror_neuron.bundle.model import Node
 from mirror_neuron.config import Config
 from mirror_neuron.execution import Executor, ExecutorSettings, Invocation, Outcome, sandbox_available
 from mirror_neuron.messages import Message, normalize
+from waiting import eventually, eventually_async
 
 PY = sys.executable  # fast interpreter for host_local scripts (the sandbox uses /usr/bin/python3)
 
@@ -93,14 +92,10 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def wait_gone(marker: str, timeout: float = 3.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = processes_with(marker)
-        if not alive:
-            return []
-        time.sleep(0.02)
-    return processes_with(marker)
+def wait_gone(marker: str, timeout: float = 10.0) -> list[int]:
+    """``[]`` once no live process has ``marker`` in its command line (else AssertionError)."""
+    eventually(lambda: not processes_with(marker), timeout=timeout, what=f"no process with {marker!r} left")
+    return []
 
 
 def staged_leftovers(temp_root: Path) -> list[str]:
@@ -133,9 +128,12 @@ def alive(pid: int) -> bool:
 
 async def until_running(marker: str, count: int = 1) -> None:
     """Wait until ``count`` processes with ``marker`` run (polling: they are real processes)."""
-    async with asyncio.timeout(5):
-        while len(processes_with(marker)) < count:  # noqa: ASYNC110 - no event to wait on
-            await asyncio.sleep(0.01)
+    await eventually_async(
+        lambda: len(processes_with(marker)) >= count,
+        timeout=10,
+        interval=0.01,
+        what=f"{count} process(es) with {marker!r} running",
+    )
 
 
 def executor_node(config: dict[str, Any], node_id: str = "worker", agent_type: str = "executor") -> Node:

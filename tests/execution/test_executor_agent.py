@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from mirror_neuron.agents import executor as executor_module
 from mirror_neuron.agents.base import AgentError
 from mirror_neuron.agents.executor import RESULT_HEADERS, ExecutorAgent
 from mirror_neuron.config import Config
-from mirror_neuron.execution import LeaseManager
+from mirror_neuron.execution import Lease, LeaseManager
 from mirror_neuron.messages import normalize
 
 from .conftest import FakeContext, executor_node, processes_with, until_running, wait_gone, write
@@ -182,24 +183,66 @@ async def test_lease_manager_is_created_lazily_and_shared(payloads: Path, temp_r
     assert services["leases"].stats()["default"]["capacity"] == 4
 
 
+class LoggedLeases(LeaseManager):
+    """A lease manager that logs, in order, each request, grant and release, by agent."""
+
+    def __init__(self, capacities: dict[str, int]) -> None:
+        super().__init__(capacities)
+        self.log: list[tuple[str, str]] = []
+
+    async def acquire(self, pool: str = "default", slots: int = 1, metadata: Any = None, **kw: Any) -> Lease:
+        self.log.append(("requested", metadata["agent_id"]))
+        lease = await super().acquire(pool, slots, metadata, **kw)
+        self.log.append(("granted", metadata["agent_id"]))
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        self.log.append(("released", lease.metadata["agent_id"]))
+        super().release(lease)
+
+
 async def test_leases_bound_concurrency_across_agents(payloads: Path, temp_root: Path) -> None:
-    services = {"leases": LeaseManager({"default": 1})}
-    a, ctx_a = make_agent({"command": "sleep 0.2"}, payloads, temp_root, services, node_id="a")
-    b, ctx_b = make_agent({"command": "sleep 0.2"}, payloads, temp_root, services, node_id="b")
+    leases = LoggedLeases({"default": 1})
+    a, ctx_a = make_agent({"command": "sleep 0.2"}, payloads, temp_root, {"leases": leases}, node_id="a")
+    b, ctx_b = make_agent({"command": "sleep 0.2"}, payloads, temp_root, {"leases": leases}, node_id="b")
     await asyncio.gather(a.handle_async(message()), b.handle_async(message()))
-    waits = sorted(ctx.events("executor_lease_acquired")[0]["queue_wait_ms"] for ctx in (ctx_a, ctx_b))
-    assert waits[0] < 100 <= waits[1]
+    first, second = (agent for kind, agent in leases.log if kind == "granted")
+    assert {first, second} == {"a", "b"}
+    assert [entry for entry in leases.log if entry[0] != "requested"] == [
+        ("granted", first),
+        ("released", first),  # one run at a time: the second is granted only after this
+        ("granted", second),
+        ("released", second),
+    ]
+    assert leases.log.index(("requested", second)) < leases.log.index(("released", first))  # it waited
+    assert all(ctx.events("sandbox_job_completed") for ctx in (ctx_a, ctx_b))
 
 
-async def test_startup_delay_applies_to_the_first_run_only(payloads: Path, temp_root: Path) -> None:
-    agent, _ = make_agent({"command": "true", "startup_delay_ms": 300}, payloads, temp_root)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+class SleepSpy:
+    """Stands in for the executor agent's ``asyncio``: records the sleeps it asks for, waits none."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await asyncio.sleep(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+async def test_startup_delay_applies_to_the_first_run_only(
+    payloads: Path, temp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = SleepSpy()
+    monkeypatch.setattr(executor_module, "asyncio", spy)
+    agent, ctx = make_agent({"command": "true", "startup_delay_ms": 300}, payloads, temp_root)
     await agent.handle_async(message())
-    first = loop.time() - start
-    start = loop.time()
+    assert spy.slept == [0.3]
     await agent.handle_async(message())
-    assert first >= 0.3 > loop.time() - start
+    assert spy.slept == [0.3]  # not again
+    assert len(ctx.events("sandbox_job_completed")) == 2
 
 
 async def test_cancelling_the_handler_kills_the_script(payloads: Path, temp_root: Path) -> None:

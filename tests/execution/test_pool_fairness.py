@@ -18,6 +18,7 @@ import pytest
 from builders import aggregator, manifest
 from mirror_neuron import Config, Runtime
 from mirror_neuron.execution import Lease, LeaseManager
+from waiting import eventually_async
 
 
 async def settle() -> None:
@@ -300,15 +301,6 @@ def executor(node_id: str, slots: int, log: Path, gate: Path, name: str) -> dict
     return {"node_id": node_id, "agent_type": "executor", "config": config}
 
 
-async def until(predicate: Any, what: str) -> None:
-    """Poll (bounded): the runs are external processes, there is no event to wait on."""
-    for _ in range(2000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def test_another_jobs_run_is_leased_before_a_whole_pool_jobs_backlog(tmp_path: Path) -> None:
     log, gate = tmp_path / "runs.log", tmp_path / "gate"
     workers = [executor(f"w{n}", 4, log, gate, f"A{n}") for n in range(3)]  # 4 slots: the whole pool
@@ -324,9 +316,11 @@ async def test_another_jobs_run_is_leased_before_a_whole_pool_jobs_backlog(tmp_p
     async with Runtime(Config(store_url="memory://")) as rt:
         stats = rt.services["leases"].stats
         a = await rt.submit(job_a)
-        await until(lambda: stats()["default"]["queued"] == 2 and log.exists(), "A's backlog is queued")
+        await eventually_async(
+            lambda: stats()["default"]["queued"] == 2 and log.exists(), what="A's backlog to be queued"
+        )
         b = await rt.submit(job_b)
-        await until(lambda: stats()["default"]["queued"] == 3, "B's request is queued")
+        await eventually_async(lambda: stats()["default"]["queued"] == 3, what="B's request to be queued")
         gate.touch()
         done_a, done_b = await rt.wait(a, timeout=60), await rt.wait(b, timeout=60)
         assert done_a["status"] == done_b["status"] == "completed"

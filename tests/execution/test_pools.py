@@ -8,6 +8,7 @@ import pytest
 
 from mirror_neuron.config import Config
 from mirror_neuron.execution import LeaseError, LeaseManager
+from mirror_neuron.execution import pools as pools_module
 
 
 async def settle() -> None:
@@ -100,14 +101,32 @@ async def test_waiters_are_served_in_fifo_order_with_head_of_line_blocking() -> 
     assert order == ["big", "small"]
 
 
-async def test_queue_wait_is_measured() -> None:
+class Clock:
+    """Stands in for the ``time`` module of the pools: time passes only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_queue_wait_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(pools_module, "time", clock)
     leases = LeaseManager({"default": 1})
     held = await leases.acquire()
+    assert held.queue_wait_ms == 0
     waiter = asyncio.create_task(leases.acquire())
-    await asyncio.sleep(0.05)
+    await settle()  # queued
+    clock.now += 0.25
     leases.release(held)
     lease = await waiter
-    assert lease.queue_wait_ms >= 40
+    assert lease.queue_wait_ms == 250
+    assert lease.acquired_at_ms == lease.requested_at_ms + 250 == int(1_700_000_000.25 * 1000)
 
 
 async def test_cancelled_waiter_leaves_the_queue_and_unblocks_the_next() -> None:

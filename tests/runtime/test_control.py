@@ -14,6 +14,8 @@ import pytest
 from builders import aggregator, manifest, router, sensor
 from mirror_neuron import AgentNotFound, Config, JobNotFound, JobStateError, MessageError, Runtime
 from mirror_neuron.errors import MailboxFull
+from mirror_neuron.states import AgentStatus
+from waiting import eventually_async
 
 
 def collect(n: int, **config: Any) -> dict[str, Any]:
@@ -36,9 +38,9 @@ async def test_pause_then_send_while_paused_then_resume_processes_the_backlog_in
 ) -> None:
     job_id = await runtime.submit(collect(4))
     await idle(runtime)
-    assert (await runtime.pause(job_id))["status"] == "paused"
+    assert (await runtime.control.pause(job_id))["status"] == "paused"
     assert (await runtime.inspect_job(job_id))["status"] == "paused"
-    results = [await runtime.send_message(job_id, "sink", {"n": n}) for n in (1, 2, 3)]
+    results = [await runtime.control.send_message(job_id, "sink", {"n": n}) for n in (1, 2, 3)]
     assert [r["status"] for r in results] == ["enqueued"] * 3
     await idle(runtime)
     agents = {a["agent_id"]: a for a in await runtime.inspect_agents(job_id)}
@@ -46,7 +48,7 @@ async def test_pause_then_send_while_paused_then_resume_processes_the_backlog_in
     assert agents["sink"]["status"] == "paused"
     assert all(a["metadata"]["paused"] for a in agents.values())
     assert [m["body"] for m in agents["sink"]["pending_messages"]] == [{"n": 1}, {"n": 2}, {"n": 3}]
-    resumed = await runtime.resume(job_id)
+    resumed = await runtime.control.resume(job_id)
     assert resumed["backlog"] == 3
     job = await runtime.wait(job_id, timeout=10)
     assert job["status"] == "completed"
@@ -58,14 +60,14 @@ async def test_pause_then_send_while_paused_then_resume_processes_the_backlog_in
 async def test_pause_and_resume_only_from_the_right_state(memory_runtime: Runtime) -> None:
     job_id = await memory_runtime.submit(collect(3))
     with pytest.raises(JobStateError, match="is not paused"):
-        await memory_runtime.resume(job_id)
-    await memory_runtime.pause(job_id)
+        await memory_runtime.control.resume(job_id)
+    await memory_runtime.control.pause(job_id)
     with pytest.raises(JobStateError, match=r"is not running \(status: paused\)"):
-        await memory_runtime.pause(job_id)
-    await memory_runtime.resume(job_id)
-    await memory_runtime.cancel(job_id)
+        await memory_runtime.control.pause(job_id)
+    await memory_runtime.control.resume(job_id)
+    await memory_runtime.control.cancel(job_id)
     with pytest.raises(JobStateError):
-        await memory_runtime.pause(job_id)
+        await memory_runtime.control.pause(job_id)
 
 
 async def test_agents_that_already_finished_are_not_marked_paused(memory_runtime: Runtime) -> None:
@@ -73,8 +75,8 @@ async def test_agents_that_already_finished_are_not_marked_paused(memory_runtime
     job_id = await memory_runtime.submit(data)
     await idle(memory_runtime)
     job = memory_runtime.jobs[job_id]
-    job.cells["a"].status = "completed"  # an agent that finished its part of the work
-    await memory_runtime.pause(job_id)
+    job.cells["a"].move(AgentStatus.COMPLETED)  # an agent that finished its part of the work
+    await memory_runtime.control.pause(job_id)
     agents = {a["agent_id"]: a for a in await memory_runtime.inspect_agents(job_id)}
     assert agents["a"]["metadata"]["paused"] is False
     assert agents["s"]["metadata"]["paused"] is True
@@ -83,10 +85,10 @@ async def test_agents_that_already_finished_are_not_marked_paused(memory_runtime
 async def test_cancel_ends_the_job_drops_queued_mail_and_counts_it(runtime: Runtime) -> None:
     job_id = await runtime.submit(collect(10))
     await idle(runtime)
-    await runtime.pause(job_id)
+    await runtime.control.pause(job_id)
     for n in range(3):
-        await runtime.send_message(job_id, "sink", {"n": n})
-    result = await runtime.cancel(job_id)
+        await runtime.control.send_message(job_id, "sink", {"n": n})
+    result = await runtime.control.cancel(job_id)
     assert result == {"job_id": job_id, "status": "cancelled", "dropped_messages": 3}
     job = await runtime.wait(job_id, timeout=10)
     assert job["status"] == "cancelled" and job["result"] == {"reason": "cancelled by operator"}
@@ -97,28 +99,28 @@ async def test_cancel_ends_the_job_drops_queued_mail_and_counts_it(runtime: Runt
     agents = await runtime.inspect_agents(job_id)
     assert {a["status"] for a in agents} == {"cancelled"} and all(a["mailbox_depth"] == 0 for a in agents)
     with pytest.raises(JobStateError, match="already in a terminal state"):
-        await runtime.cancel(job_id)
+        await runtime.control.cancel(job_id)
 
 
 async def test_send_message_errors_name_the_problem(runtime: Runtime) -> None:
     with pytest.raises(JobNotFound):
-        await runtime.send_message("ghost-job", "a", {})
+        await runtime.control.send_message("ghost-job", "a", {})
     job_id = await runtime.submit(collect(3))
     with pytest.raises(AgentNotFound, match=f"agent nobody is not part of job {job_id}"):
-        await runtime.send_message(job_id, "nobody", {})
+        await runtime.control.send_message(job_id, "nobody", {})
     with pytest.raises(MessageError, match="must be a JSON object"):
-        await runtime.send_message(job_id, "sink", ["not", "an", "object"])
-    await runtime.cancel(job_id)
+        await runtime.control.send_message(job_id, "sink", ["not", "an", "object"])
+    await runtime.control.cancel(job_id)
     await runtime.wait(job_id, timeout=10)
     with pytest.raises(JobStateError, match="is not running"):
-        await runtime.send_message(job_id, "sink", {})
+        await runtime.control.send_message(job_id, "sink", {})
 
 
 async def test_send_message_accepts_the_envelope_form_and_bypasses_edges(memory_runtime: Runtime) -> None:
     job_id = await memory_runtime.submit(collect(2))
     await idle(memory_runtime)
     message = {"envelope": {"type": "manual", "class": "command"}, "body": {"x": 1}, "headers": {"h": "v"}}
-    sent = await memory_runtime.send_message(job_id, "sink", message)
+    sent = await memory_runtime.control.send_message(job_id, "sink", message)
     assert sent["agent_id"] == "sink" and sent["message_id"]
     job = await memory_runtime.wait(job_id, timeout=10)
     assert job["result"]["output"]["messages"] == [{}, {"x": 1}]
@@ -132,11 +134,11 @@ async def test_a_full_mailbox_rejects_external_messages_with_an_overflow_event(
 ) -> None:
     job_id = await memory_runtime.submit(collect(100, max_queue_size=2))
     await idle(memory_runtime)
-    await memory_runtime.pause(job_id)
-    await memory_runtime.send_message(job_id, "sink", {"n": 1})
-    await memory_runtime.send_message(job_id, "sink", {"n": 2})
+    await memory_runtime.control.pause(job_id)
+    await memory_runtime.control.send_message(job_id, "sink", {"n": 1})
+    await memory_runtime.control.send_message(job_id, "sink", {"n": 2})
     with pytest.raises(MailboxFull, match=r"is full \(2/2 messages\)"):
-        await memory_runtime.send_message(job_id, "sink", {"n": 3})
+        await memory_runtime.control.send_message(job_id, "sink", {"n": 3})
     overflow = [e for e in await memory_runtime.events(job_id) if e["type"] == "queue_overflow"]
     assert len(overflow) == 1 and overflow[0]["agent_id"] == "sink"
     assert overflow[0]["payload"]["max_queue_size"] == 2
@@ -176,7 +178,7 @@ async def test_a_daemon_job_runs_until_cancelled(memory_runtime: Runtime) -> Non
     job_id = await memory_runtime.submit(data)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(asyncio.shield(memory_runtime.jobs[job_id].done), 0.2)
-    await memory_runtime.cancel(job_id)
+    await memory_runtime.control.cancel(job_id)
     assert (await memory_runtime.wait(job_id, timeout=5))["status"] == "cancelled"
 
 
@@ -210,13 +212,15 @@ async def _steer_the_other_process(config: Config, proc: asyncio.subprocess.Proc
     async with Runtime(config) as rt:
         job_id = await _first_job(rt)
         await _until(rt, job_id, lambda a: a["sink"]["processed_messages"] == 1)
-        assert (await rt.pause(job_id))["status"] == "paused"
+        assert (await rt.control.pause(job_id))["status"] == "paused"
         assert (await rt.inspect_job(job_id))["status"] == "paused"
-        assert (await rt.send_message(job_id, "sink", {"origin": "elsewhere"}))["status"] == "enqueued"
+        assert (await rt.control.send_message(job_id, "sink", {"origin": "elsewhere"}))[
+            "status"
+        ] == "enqueued"
         with pytest.raises(AgentNotFound):  # errors come back as the same type
-            await rt.send_message(job_id, "ghost", {})
-        await rt.resume(job_id)
-        await rt.send_message(job_id, "sink", {"last": True})
+            await rt.control.send_message(job_id, "ghost", {})
+        await rt.control.resume(job_id)
+        await rt.control.send_message(job_id, "sink", {"last": True})
         job = await rt.wait(job_id, timeout=30)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
@@ -236,26 +240,26 @@ async def test_cancel_of_a_job_whose_runtime_died_is_forced(memory_runtime: Runt
         }
     )
     with pytest.raises(JobStateError, match="not running in any live runtime"):
-        await memory_runtime.pause("orphan")
-    assert (await memory_runtime.cancel("orphan"))["forced"] is True
+        await memory_runtime.control.pause("orphan")
+    assert (await memory_runtime.control.cancel("orphan"))["forced"] is True
     record = store.get_job("orphan")
     assert record["status"] == "cancelled"
     assert record["result"] == {"reason": "forced cancellation of orphaned job"}
 
 
 async def _first_job(rt: Runtime) -> str:
-    for _ in range(500):
+    """The job the other process recorded (polling its store: there is no event to await here)."""
+
+    async def first() -> str | None:
         jobs = await rt.list_jobs()
-        if jobs:
-            return jobs[0]["job_id"]
-        await asyncio.sleep(0.02)  # polling another process's store: no event to await
-    raise AssertionError("the other process never recorded its job")
+        return jobs[0]["job_id"] if jobs else None
+
+    return await eventually_async(first, what="the other process to record its job")
 
 
 async def _until(rt: Runtime, job_id: str, predicate: Any) -> None:
-    for _ in range(500):
+    async def holds() -> bool:
         agents = {a["agent_id"]: a for a in await rt.inspect_agents(job_id)}
-        if agents and predicate(agents):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
+        return bool(agents) and predicate(agents)
+
+    await eventually_async(holds, what=f"the agents of job {job_id} to match")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 from builders import aggregator, manifest
 from mirror_neuron import Config, ManifestError, Runtime
 from mirror_neuron.runtime.remote import live_runtimes
+from waiting import eventually_async
 
 SLEEPER = """
 import os, sys, time
@@ -53,26 +53,18 @@ def alive(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] != "Z"
 
 
-async def wait_for(predicate: Any, what: str) -> None:
-    for _ in range(1000):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)  # the script is an external process: poll, bounded
-    raise AssertionError(f"never happened: {what}")
-
-
 async def test_cancelling_a_job_kills_its_running_script_and_leaves_no_orphan(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     bundle = sleeper_bundle(tmp_path / "bundle", "host_local", pid_file)
     async with Runtime(Config(store_url=f"sqlite:///{tmp_path / 'db.sqlite'}")) as rt:
         job_id = await rt.submit(str(bundle))
-        await wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the script started")
+        await eventually_async(lambda: pid_file.exists() and pid_file.read_text(), what="the script started")
         pid = int(pid_file.read_text())
         assert alive(pid)
         nodes = await live_runtimes()
         mine = next(n for n in nodes if n["control"] == rt.control_endpoint)
         assert mine["executor_pools"]["default"]["in_use"] == 1 and job_id in mine["jobs"]
-        await rt.cancel(job_id)
+        await rt.control.cancel(job_id)
         sleeper = rt.jobs[job_id].cells["sleeper"] if job_id in rt.jobs else None
         assert sleeper is None or sleeper.status in ("stopping", "cancelled")
         job = await rt.wait(job_id, timeout=30)
@@ -87,10 +79,10 @@ async def test_cancelling_kills_a_sandboxed_script_too(tmp_path: Path) -> None:
     bundle = sleeper_bundle(tmp_path / "bundle", "sandbox", tmp_path / "unused")
     async with Runtime(Config(store_url="memory://")) as rt:
         job_id = await rt.submit(str(bundle))
-        await wait_for(lambda: _python_children_sleeping(), "the sandboxed script started")
-        await rt.cancel(job_id)
+        await eventually_async(_python_children_sleeping, what="the sandboxed script started")
+        await rt.control.cancel(job_id)
         assert (await rt.wait(job_id, timeout=30))["status"] == "cancelled"
-        await wait_for(lambda: not _python_children_sleeping(), "the sandboxed script is gone")
+        await eventually_async(lambda: not _python_children_sleeping(), what="the sandboxed script is gone")
 
 
 def _python_children_sleeping() -> bool:

@@ -272,14 +272,16 @@ async def test_follow_streams_every_event_once_and_ends_with_the_job(runtime: Ru
     data = manifest([router("a"), aggregator("sink", complete_after=2)], [("a", "sink", "init")])
     job_id = await runtime.submit(data)
     seen: list[dict[str, Any]] = []
+    following = asyncio.Event()
 
     async def follow() -> None:
         async for event in runtime.follow(job_id):
             seen.append(event)
+            following.set()
 
     follower = asyncio.create_task(follow())
-    await asyncio.sleep(0)
-    await runtime.send_message(job_id, "sink", {"late": True})
+    await following.wait()  # the rest happens while it follows
+    await runtime.control.send_message(job_id, "sink", {"late": True})
     await asyncio.wait_for(follower, 10)
     stored = await runtime.events(job_id)
     assert seen == stored
@@ -291,9 +293,9 @@ async def test_follow_streams_every_event_once_and_ends_with_the_job(runtime: Ru
 async def test_a_follower_that_falls_behind_reads_on_from_the_store(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mirror_neuron.runtime import runtime as runtime_module
+    from mirror_neuron.runtime import reads
 
-    monkeypatch.setattr(runtime_module, "FOLLOW_BUFFER", 2)
+    monkeypatch.setattr(reads, "FOLLOW_BUFFER", 2)
     n = 50
     data = manifest(
         [router("a"), aggregator("sink", complete_after=n)],

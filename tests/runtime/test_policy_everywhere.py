@@ -32,13 +32,13 @@ async def test_a_job_recovered_by_a_stricter_runtime_fails_instead_of_running(tm
     marker = tmp_path / "ran"
     trusting = Runtime(Config(store_url=store, control=False, temp_dir=tmp_path / "tmp"))
     await trusting.start()
-    await trusting.pause(job_id := await trusting.submit(host_job(marker)))
+    await trusting.control.pause(job_id := await trusting.submit(host_job(marker)))
     await trusting.close(keep_jobs=True)  # suspended, like a server that stopped with the job live
     strict = Config(
         store_url=store, control=False, temp_dir=tmp_path / "tmp", policy=ExecutionPolicy.submitted()
     )
     async with Runtime(strict) as rt:
-        assert job_id in await rt.recover_orphans()
+        assert job_id in await rt.control.recover_orphans()
         record = await rt.wait(job_id, WAIT)
     assert record["status"] == "failed"
     assert "cannot be resumed by this runtime" in record["result"]["error"]

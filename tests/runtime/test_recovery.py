@@ -17,6 +17,7 @@ from builders import aggregator, manifest, router
 from mirror_neuron import Config, JobStateError, Runtime
 from mirror_neuron.agents import BUILTINS, RouterAgent
 from mirror_neuron.store import SQLiteStore, WriteBatch
+from waiting import eventually
 
 ITEMS = 12
 
@@ -82,6 +83,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_kill_9_mid_job_then_recover_gives_the_uninterrupted_result_with_nothing_counted_twice(
     tmp_path: Path, store_env: dict[str, str]
 ) -> None:
@@ -90,11 +92,12 @@ def test_kill_9_mid_job_then_recover_gives_the_uninterrupted_result_with_nothing
     bundle = ledger_bundle(tmp_path / "bundle", ledger)
     env = store_env
     victim = mn(["run", "--json", str(bundle)], env, start_new_session=True)
-    deadline = 600
-    while len(ledger_lines(ledger)) < 4 and deadline:
-        deadline -= 1
+
+    def four_runs_started() -> bool:  # an external process: polled
         assert victim.poll() is None, victim.communicate()
-        subprocess.run(["sleep", "0.05"], check=True)  # an external process: bounded polling
+        return len(ledger_lines(ledger)) >= 4
+
+    eventually(four_runs_started, interval=0.05, what="four items to start before the kill")
     os.killpg(victim.pid, signal.SIGKILL)
     victim.communicate()
     runs_before = len(ledger_lines(ledger))
@@ -143,7 +146,7 @@ async def test_recovering_a_job_that_is_still_running_is_refused(tmp_path: Path)
         await rt.writer.flush()
         async with Runtime(Config(store_url=f"sqlite:///{tmp_path / 'db.sqlite'}", control=False)) as other:
             with pytest.raises(JobStateError, match="still running"):
-                await other.recover(job_id)
+                await other.control.recover(job_id)
 
 
 async def test_a_corrupt_snapshot_fails_the_job_loudly_and_keeps_the_data(tmp_path: Path) -> None:
@@ -160,7 +163,7 @@ async def test_a_corrupt_snapshot_fails_the_job_loudly_and_keeps_the_data(tmp_pa
     store.write_batch(WriteBatch(agents={job_id: [{**snaps["sink"], "recovery_state": "garbage"}]}))
     store.close()
     async with Runtime(Config(store_url=url, control=False)) as again:
-        await again.recover(job_id)
+        await again.control.recover(job_id)
         job = await again.wait(job_id, timeout=10)
         assert job["status"] == "failed"
         assert "cannot restore agent sink from its snapshot" in job["result"]["error"]
@@ -224,10 +227,11 @@ async def test_manual_recover_pauses_the_job_for_an_operator(
                 break
     assert job.status == "paused"
     assert job.cells["a"].last_error == "segfault-ish"
-    await memory_runtime.resume(job_id)
+    await memory_runtime.control.resume(job_id)
     assert (await memory_runtime.wait(job_id, timeout=10))["status"] == "completed"
 
 
+@pytest.mark.slow
 async def test_a_redis_restart_mid_job_does_not_stop_the_job(tmp_path: Path) -> None:
     """Invariant: a job rides through its Redis server being killed and restarted."""
     from redis_server import RedisServer

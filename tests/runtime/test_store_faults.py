@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from builders import EXAMPLES, manifest, router, sensor
 
 ITEMS = 20_000
@@ -30,6 +32,7 @@ def mn(*args: str, env: dict[str, str], fsize: int | None = None) -> subprocess.
     )
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_job_with_a_clear_error_and_loses_nothing_committed(tmp_path: Path) -> None:
     """Invariant: after the store refuses writes, every earlier commit is intact and readable."""
     env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(tmp_path / "data")}

@@ -88,10 +88,10 @@ async def test_a_300_level_message_is_refused_and_storage_goes_on(runtime: Runti
     job_id = await runtime.submit(collect(3))
     other = await runtime.submit(collect(2))
     with pytest.raises(MessageError, match=r"message to agent sink of job .* more than 64 levels deep"):
-        await runtime.send_message(job_id, "sink", {"body": nested(300, "refused")})
-    await runtime.send_message(job_id, "sink", {"n": 1})
-    await runtime.send_message(other, "sink", {"n": 1})
-    await runtime.send_message(job_id, "sink", nested(64, "kept"))  # at the limit: accepted
+        await runtime.control.send_message(job_id, "sink", {"body": nested(300, "refused")})
+    await runtime.control.send_message(job_id, "sink", {"n": 1})
+    await runtime.control.send_message(other, "sink", {"n": 1})
+    await runtime.control.send_message(job_id, "sink", nested(64, "kept"))  # at the limit: accepted
     assert (await runtime.wait(job_id, WAIT))["status"] == "completed"
     assert (await runtime.wait(other, WAIT))["status"] == "completed"
     store = runtime.store
@@ -104,10 +104,10 @@ async def test_a_300_level_message_is_refused_and_storage_goes_on(runtime: Runti
 async def test_messages_too_big_or_not_json_are_refused_before_delivery(memory_runtime: Runtime) -> None:
     job_id = await memory_runtime.submit(collect(2))
     with pytest.raises(MessageError, match="over the limit of 8388608 bytes"):
-        await memory_runtime.send_message(job_id, "sink", {"blob": "x" * (8 * 1024 * 1024)})
+        await memory_runtime.control.send_message(job_id, "sink", {"blob": "x" * (8 * 1024 * 1024)})
     with pytest.raises(MessageError, match="cannot be encoded as JSON"):
-        await memory_runtime.send_message(job_id, "sink", {"thing": object()})
-    await memory_runtime.send_message(job_id, "sink", {"n": 1})
+        await memory_runtime.control.send_message(job_id, "sink", {"thing": object()})
+    await memory_runtime.control.send_message(job_id, "sink", {"n": 1})
     record = await memory_runtime.wait(job_id, WAIT)
     assert sorted(map(str, record["result"]["output"]["messages"])) == ["{'n': 1}", "{}"]  # no refused one
 
@@ -122,7 +122,8 @@ async def test_an_unencodable_event_fails_only_its_job_while_another_completes(d
     bad_job, good_job = durable.jobs[bad], durable.jobs[good]
     bad_job.event("probe", "entry", {"emitted": nested(300)})  # got past every entry check
     await asyncio.gather(
-        durable.send_message(good, "sink", {"n": 1}), durable.send_message(good, "sink", {"n": 2})
+        durable.control.send_message(good, "sink", {"n": 1}),
+        durable.control.send_message(good, "sink", {"n": 2}),
     )
     failed = await durable.wait(bad, WAIT)
     assert (await durable.wait(good, WAIT))["status"] == "completed"
@@ -166,7 +167,7 @@ async def test_a_failed_send_is_not_acknowledged_for_a_job_whose_data_is_refused
     job_id = await durable.submit(collect(5))
     durable.jobs[job_id].event("probe", None, {"emitted": nested(300)})
     with pytest.raises(StoreError, match="could not write this job's data"):
-        await durable.send_message(job_id, "sink", {"n": 1})
+        await durable.control.send_message(job_id, "sink", {"n": 1})
 
 
 # -- a store that takes no writes --------------------------------------------------------------
@@ -184,10 +185,10 @@ async def test_a_store_that_takes_no_writes_degrades_the_runtime_until_it_recove
     assert isinstance(store, FlakySQLite)
     job_id = await flaky.submit(collect(5))
     job = flaky.jobs[job_id]
-    await flaky.send_message(job_id, "sink", {"n": 1})
+    await flaky.control.send_message(job_id, "sink", {"n": 1})
     store.failing = True
     with pytest.raises(StoreError, match="disk I/O error"):
-        await flaky.send_message(job_id, "sink", {"n": 2})  # not acknowledged: it was not stored
+        await flaky.control.send_message(job_id, "sink", {"n": 2})  # not acknowledged: it was not stored
     health = flaky.health()
     assert health["status"] == "degraded" and "disk I/O error" in health["reason"] and health["since"]
     failed = await asyncio.wait_for(asyncio.shield(job.done), WAIT)
@@ -211,13 +212,13 @@ async def test_cancel_is_not_acknowledged_while_the_store_takes_no_writes(flaky:
     store = flaky.store
     assert isinstance(store, FlakySQLite)
     job_id = await flaky.submit(collect(5))
-    await flaky.send_message(job_id, "sink", {"n": 1})  # stored: the job is running in the store
+    await flaky.control.send_message(job_id, "sink", {"n": 1})  # stored: the job is running in the store
     store.failing = True
     with pytest.raises(StoreError):
-        await flaky.cancel(job_id)
+        await flaky.control.cancel(job_id)
     assert store.get_job(job_id)["status"] == "running"  # a restart would recover it: the caller knows
     with pytest.raises(StoreError, match="takes no writes"):
-        await flaky.pause(job_id)
+        await flaky.control.pause(job_id)
 
 
 @pytest.fixture
@@ -240,10 +241,10 @@ async def test_a_redis_outage_degrades_the_runtime_and_it_recovers_when_redis_is
     async with Runtime(Config(store_url=store.url, control=False), store=store) as rt:
         job_id = await rt.submit(collect(5))
         job = rt.jobs[job_id]
-        await rt.send_message(job_id, "sink", {"n": 1})
+        await rt.control.send_message(job_id, "sink", {"n": 1})
         redis_outage.kill()
         with pytest.raises(StoreError, match="unreachable"):
-            await rt.send_message(job_id, "sink", {"n": 2})
+            await rt.control.send_message(job_id, "sink", {"n": 2})
         assert rt.health()["status"] == "degraded" and "unreachable" in rt.health()["reason"]
         await asyncio.wait_for(asyncio.shield(job.done), WAIT)
         redis_outage.start()
@@ -260,7 +261,7 @@ async def test_doctor_reports_a_degraded_runtime_and_fails(tmp_path: Path) -> No
         job_id = await rt.submit(collect(5))
         store.failing = True
         with pytest.raises(StoreError):
-            await rt.send_message(job_id, "sink", {"n": 1})
+            await rt.control.send_message(job_id, "sink", {"n": 1})
         env = {**os.environ, "MIRROR_NEURON_DATA_DIR": str(tmp_path / "data")}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mirror_neuron", "doctor", env=env, stdout=asyncio.subprocess.PIPE
@@ -280,8 +281,8 @@ async def test_a_300_level_message_for_a_job_hosted_elsewhere_is_refused_before_
         other = SQLiteStore(tmp_path / "store.db")
         async with Runtime(Config(store_url=other.url, control=False), store=other) as client:
             with pytest.raises(MessageError, match="more than 64 levels deep"):
-                await client.send_message(job_id, "sink", {"body": nested(300)})  # was a TypeError
-            await client.send_message(job_id, "sink", {"n": 1})  # through the host's control socket
+                await client.control.send_message(job_id, "sink", {"body": nested(300)})  # was a TypeError
+            await client.control.send_message(job_id, "sink", {"n": 1})  # through the host's control socket
         assert (await host.wait(job_id, WAIT))["status"] == "completed"
         assert host.health() == {"status": "ok"}
 
@@ -309,7 +310,8 @@ async def test_a_store_refusing_good_data_for_a_moment_fails_no_job(tmp_path: Pa
         locked_job = rt.jobs[locked]
         store.locked_job, store.refusals = locked, 6  # more than one batch's retries
         await asyncio.gather(
-            rt.send_message(other, "sink", {"n": 1}), rt.send_message(locked, "sink", {"n": 1})
+            rt.control.send_message(other, "sink", {"n": 1}),
+            rt.control.send_message(locked, "sink", {"n": 1}),
         )
         assert (await rt.wait(other, WAIT))["status"] == "completed"
         assert (await rt.wait(locked, WAIT))["status"] == "completed"  # held back and retried, not failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from execution.test_sandbox_limits import CHILDREN
 
@@ -64,6 +65,7 @@ def test_tmp_and_workdir_are_size_capped(default_server: MnServer, api: httpx.Cl
     default_server.assert_healthy()
 
 
+@pytest.mark.slow
 def test_output_is_capped_by_the_server(default_server: MnServer, api: httpx.Client) -> None:
     node = executor("w", SHOUT, max_output_bytes=16 * 1024 * 1024)  # the server's cap: allowed
     response = upload(api, one_executor(node), {"w.py": SHOUT})

@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from builders import aggregator, manifest, router
+from waiting import eventually
 
 from .conftest import MnServer, executor, one_executor, upload
 
@@ -54,6 +55,7 @@ def test_corrupt_or_empty_store_files_are_reported_without_a_traceback(tmp_path:
         assert (data_dir / "mirror_neuron.db").read_bytes() == content  # left as it was
 
 
+@pytest.mark.slow
 def test_what_a_kill_9_leaves_behind_is_swept_at_the_next_start() -> None:
     server = MnServer(Path(tempfile.mkdtemp(prefix="mn-sec-kill9-"))).start()
     try:
@@ -61,10 +63,12 @@ def test_what_a_kill_9_leaves_behind_is_swept_at_the_next_start() -> None:
             response = upload(api, one_executor(executor("w", SLEEPER)), {"w.py": SLEEPER})
             assert response.status_code == 201, response.text
             job_id = response.json()["job_id"]
-            deadline = time.monotonic() + 60
-            while not any(server.temp_dir.glob("run-*/mirror_neuron_*")):  # its staging tree exists
-                assert time.monotonic() < deadline, "the run never started"
-                time.sleep(0.05)
+            eventually(
+                lambda: any(server.temp_dir.glob("run-*/mirror_neuron_*")),  # its staging tree exists
+                timeout=60,
+                interval=0.05,
+                what="the run to start",
+            )
         left = sorted(server.temp_dir.glob("run-*"))
         uploads = sorted((server.data_dir / "uploads").glob("bundle-*"))
         assert left and uploads
@@ -78,10 +82,11 @@ def test_what_a_kill_9_leaves_behind_is_swept_at_the_next_start() -> None:
             assert all(path.exists() for path in uploads)
             assert api.post(f"/jobs/{job_id}/cancel").status_code == 200
             api.get(f"/jobs/{job_id}/wait", params={"timeout": 60})
-        deadline = time.monotonic() + 30
-        while any(path.exists() for path in uploads):  # removed once its job ended
-            assert time.monotonic() < deadline, uploads
-            time.sleep(0.05)
+        eventually(
+            lambda: not any(path.exists() for path in uploads),
+            interval=0.05,
+            what=f"the uploads removed once their job ended: {uploads}",
+        )
         server.assert_healthy()
         stored = json.loads(server.mn("job", "inspect", job_id, "--json").stdout)
         assert stored["status"] == "cancelled"

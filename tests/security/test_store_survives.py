@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import pytest
 
 from builders import aggregator, manifest, router
 
@@ -27,6 +28,7 @@ def deep(levels: int) -> dict:
     return body
 
 
+@pytest.mark.slow
 def test_a_deep_message_is_refused_and_a_cancel_survives_a_restart() -> None:
     server = MnServer(Path(tempfile.mkdtemp(prefix="mn-sec-restart-"))).start()
     try:

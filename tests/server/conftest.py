@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import uvicorn
 from builders import aggregator, manifest, router
 from mirror_neuron import Config
 from mirror_neuron.server import ServerSettings, create_app
+from waiting import eventually
 
 START_TIMEOUT = 10.0
 
@@ -43,12 +43,12 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.server.started:  # a real server in another thread: bounded polling
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.01)
+        eventually(self._started, timeout=START_TIMEOUT, interval=0.01, what="the server to start")
         return self
+
+    def _started(self) -> bool:
+        assert self.thread.is_alive() or self.server.started, "the server's thread ended at start"
+        return bool(self.server.started)
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
@@ -88,10 +88,9 @@ def collect(n: int, **config: Any) -> dict[str, Any]:
 
 def wait_for(api: httpx.Client, job_id: str, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
     """Poll the job's agents over HTTP until ``predicate(agents by id)`` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        agents = {a["agent_id"]: a for a in api.get(f"/jobs/{job_id}/agents").json()["data"]}
-        if agents and predicate(agents):
-            return agents
-        time.sleep(0.01)
-    raise AssertionError("condition never held")
+
+    def agents() -> dict[str, Any] | None:
+        found = {a["agent_id"]: a for a in api.get(f"/jobs/{job_id}/agents").json()["data"]}
+        return found if found and predicate(found) else None
+
+    return eventually(agents, timeout=timeout, interval=0.01, what=f"the agents of job {job_id} to match")

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from builders import manifest, router
 from redis_server import free_port
+from waiting import eventually
 
 from .conftest import ServerThread, collect
 
@@ -52,15 +52,12 @@ def mn_serve(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], subprocess.P
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:  # a real external server: bounded polling until it answers
-        try:
-            if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "mn serve did not start"
-        time.sleep(0.05)
+
+    def answers() -> bool:  # a real external server: polled until it answers
+        assert proc.poll() is None, "mn serve exited at start"
+        return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
+
+    eventually(answers, timeout=15, interval=0.05, ignoring=(httpx.TransportError,), what="mn serve to start")
     client_env = {k: v for k, v in env.items() if k != "MIRROR_NEURON_API_TOKEN"}
     try:
         yield url, client_env, proc
@@ -70,6 +67,7 @@ def mn_serve(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], subprocess.P
         proc.communicate(timeout=15)
 
 
+@pytest.mark.slow
 def test_mn_run_server_json_end_to_end(tmp_path: Path, mn_serve: tuple) -> None:
     url, env, proc = mn_serve
     good = write_bundle(tmp_path / "good", collect(1))

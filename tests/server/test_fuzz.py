@@ -26,6 +26,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
         yield srv
 
 
+@pytest.mark.slow
 def test_no_generated_request_gets_a_server_error(fuzz_server: ServerThread) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

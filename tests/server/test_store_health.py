@@ -6,7 +6,6 @@ write of the server, while /health kept saying ok.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from mirror_neuron.errors import StoreError
+from waiting import eventually
 
 from .conftest import ServerThread, collect, serve
 
@@ -44,11 +44,12 @@ def own_api(own_server: ServerThread) -> Iterator[httpx.Client]:
 
 def wait_health(api: httpx.Client, status: int) -> httpx.Response:
     """Poll /health (the server's writer retries on its own timer) until it answers ``status``."""
-    deadline = time.monotonic() + WAIT
-    while (response := api.get("/health")).status_code != status:
-        assert time.monotonic() < deadline, response.json()
-        time.sleep(0.05)
-    return response
+
+    def answered() -> httpx.Response | None:
+        response = api.get("/health")
+        return response if response.status_code == status else None
+
+    return eventually(answered, timeout=WAIT, interval=0.05, what=f"/health to answer {status}")
 
 
 def test_a_300_level_message_body_is_a_422_and_jobs_are_still_stored(api: httpx.Client) -> None:

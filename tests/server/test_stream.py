@@ -52,8 +52,9 @@ def test_a_reconnecting_client_misses_and_repeats_nothing(api: httpx.Client) -> 
     last_id = str(first[-1]["seq"])
     with api.stream("GET", f"/jobs/{job_id}/stream", headers={"Last-Event-ID": last_id}) as response:
         stream = frames(response)
+        # The sink has 3 of the 4 messages it needs and nothing else is queued: the job stalls.
         second = events_until(
-            stream, lambda e, got: e["type"] == "aggregator_received" and e["payload"]["count"] == 3
+            stream, lambda e, got: e["type"] == "job_stalled" and "3 of complete_after=4" in e["reason"]
         )
         assert next(stream) == {"comment": "keep-alive"}  # idle: a heartbeat keeps the connection open
         api.post(

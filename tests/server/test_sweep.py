@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 
 from builders import aggregator, manifest, router
 from redis_server import free_port
+from waiting import eventually
 
 from .conftest import serve, wait_for
 from .test_upload import bundle_entries, make_zip, upload
@@ -58,15 +58,18 @@ def first_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[by
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:  # an external process: bounded polling until it answers
-        try:
-            if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "mn serve did not start"
-        time.sleep(0.05)
+
+    def answers() -> bool:  # an external process: polled until it answers
+        assert proc.poll() is None, "mn serve exited at start"
+        return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
+
+    eventually(
+        answers,
+        timeout=START_TIMEOUT,
+        interval=0.05,
+        ignoring=(httpx.TransportError,),
+        what="mn serve to start",
+    )
     try:
         yield url, proc
     finally:
@@ -84,6 +87,7 @@ def folder_of(uploads: Path, graph_id: str) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_killed_servers_uploads_are_swept_or_kept_for_their_job(
     tmp_path: Path, env: dict[str, str], first_server: tuple[str, subprocess.Popen[bytes]]
 ) -> None:
@@ -117,8 +121,5 @@ def test_a_killed_servers_uploads_are_swept_or_kept_for_their_job(
         assert api.get(f"/jobs/{kept}").json()["status"] == "running"  # recovered, from its folder
         api.post(f"/jobs/{kept}/agents/sink/messages", json={"late": True}).raise_for_status()
         assert api.get(f"/jobs/{kept}/wait", params={"timeout": 30}).json()["status"] == "completed"
-        deadline = time.monotonic() + 10
-        while kept_folder.exists() and time.monotonic() < deadline:  # removed by a background task
-            time.sleep(0.01)
-        assert not kept_folder.exists()
+        eventually(lambda: not kept_folder.exists(), what="the ended job's folder removed (background task)")
         assert outside.is_dir()

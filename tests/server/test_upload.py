@@ -6,7 +6,6 @@ import io
 import json
 import stat
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from builders import manifest, router
 from mirror_neuron.errors import MirrorNeuronError
 from mirror_neuron.server.client import zip_bundle
+from waiting import eventually
 
 from .conftest import ServerThread, collect, serve
 
@@ -58,10 +58,7 @@ def test_uploaded_folders_are_removed_when_the_job_ends(api: httpx.Client, serve
     job_id = upload(api, make_zip(bundle_entries(collect(2)))).json()["job_id"]
     assert any(uploads.iterdir())
     api.post(f"/jobs/{job_id}/cancel").raise_for_status()
-    deadline = time.monotonic() + 5
-    while any(uploads.iterdir()) and time.monotonic() < deadline:  # removed by a background task
-        time.sleep(0.01)
-    assert not any(uploads.iterdir())
+    eventually(lambda: not any(uploads.iterdir()), what="the upload folder emptied (background task)")
 
 
 def test_dead_letters_of_an_uploaded_executor_bundle_can_be_redriven(api: httpx.Client) -> None:
@@ -81,11 +78,9 @@ def test_dead_letters_of_an_uploaded_executor_bundle_can_be_redriven(api: httpx.
     )
     entries = {**bundle_entries(data), "payloads/emit.py": EMIT_TO_GHOST}
     job_id = upload(api, make_zip(entries)).json()["job_id"]
-    deadline = time.monotonic() + 10
-    while not (letters := api.get(f"/jobs/{job_id}/dead-letters").json()["data"]):
-        assert time.monotonic() < deadline, "no dead letter appeared"
-        time.sleep(0.02)
-    [letter] = letters
+    [letter] = eventually(
+        lambda: api.get(f"/jobs/{job_id}/dead-letters").json()["data"], what="a dead letter"
+    )
     assert letter["agent_id"] == "ghost" and letter["message"]["body"] == {"k": 1}
     assert (
         api.post(f"/jobs/{job_id}/dead-letters/{letter['id']}/redrive").status_code == 404

@@ -110,3 +110,68 @@ def test_public_names_are_exported() -> None:
     }
     for name in store_pkg.__all__:
         assert hasattr(store_pkg, name)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda p: f"sqlite:///{p / 'x.db'}",
+        lambda p: p / "x.db",
+        lambda p: str(p / "x.db"),
+        lambda p: str(p / "dir"),
+    ],
+    ids=["url", "path", "text", "directory"],
+)
+@pytest.mark.parametrize("where", ["no/such", "."], ids=["no-directory", "existing-directory"])
+def test_without_create_a_missing_store_is_store_missing_and_nothing_is_made(
+    tmp_path: Path, spelling, where: str
+) -> None:
+    from mirror_neuron.errors import StoreMissing
+
+    base = tmp_path / where
+    with pytest.raises(StoreMissing, match=r"^no store at "):
+        open_store(spelling(base), create=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StoreMissing):
+        open_store(None, data_dir=tmp_path / "data", create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_create_an_existing_store_opens_for_reading_and_writing(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "x.db") as made:
+        made.create_job({"job_id": "j1", "status": "pending"})
+    with open_store(tmp_path / "x.db", create=False) as store:
+        assert store.get_job("j1") == {"job_id": "j1", "status": "pending"}
+        store.create_job({"job_id": "j2", "status": "pending"})
+        assert store.job_ids_with_prefix("j") == ["j1", "j2"]
+
+
+def test_without_create_a_store_deleted_while_open_is_not_made_again(tmp_path: Path) -> None:
+    import threading
+
+    db = tmp_path / "x.db"
+    SQLiteStore(db).close()
+    store = SQLiteStore(db, create=False)
+    try:
+        db.unlink()
+        errors: list[BaseException] = []
+
+        def read() -> None:  # a new thread opens a new connection
+            try:
+                store.list_jobs()
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and isinstance(errors[0], StoreError)
+        assert not db.exists()
+    finally:
+        store.close()
+
+
+def test_redact_url_masks_passwords() -> None:
+    assert store_pkg.redact_url("redis://:pw@host:6379/0") == "redis://***@host:6379/0"
+    assert store_pkg.redact_url("unix:///r.sock?db=0&password=pw") == "unix:///r.sock?db=0&password=***"
+    assert store_pkg.redact_url("sqlite:////var/lib/mn.db") == "sqlite:////var/lib/mn.db"

@@ -18,9 +18,11 @@ import redis
 from mirror_neuron.errors import StoreError
 from mirror_neuron.events import Event
 from mirror_neuron.store import Store, WriteBatch, open_store
+from mirror_neuron.store import redis as redis_module
 from mirror_neuron.store.keys import DEFAULT_NAMESPACE, Keys
 from mirror_neuron.store.redis import RedisStore, redact_url
 from redis_server import RedisServer, free_port
+from waiting import eventually
 
 MakeStore = Callable[..., RedisStore]
 SUMMARY = (7, "runtime", "a", "init", "command", "application/json", "identity", None)
@@ -41,6 +43,28 @@ def keys_of(client: redis.Redis, namespace: str) -> set[str]:
 @pytest.fixture
 def store(make_redis_store: MakeStore) -> RedisStore:
     return make_redis_store()
+
+
+class _BackoffSpy:
+    """Stands in for the ``time`` module of mirror_neuron.store.redis: records each backoff sleep."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def backoff(monkeypatch: pytest.MonkeyPatch) -> _BackoffSpy:
+    """The retry backoff of RedisStore, observed: how often (and how long) it waited to try again."""
+    spy = _BackoffSpy()
+    monkeypatch.setattr(redis_module, "time", spy)
+    return spy
 
 
 @pytest.fixture
@@ -161,11 +185,14 @@ def test_every_stored_event_is_published_once(store: RedisStore, raw_redis: redi
         store.write_batch(WriteBatch(events={"j1": batch}))
         store.write_batch(WriteBatch(events={"j1": [*batch, *events("j1", [4])]}))  # replay + one new
         received = []
-        deadline = time.monotonic() + 5
-        while len(received) < 4 and time.monotonic() < deadline:
+
+        def four_received() -> bool:
             message = pubsub.get_message(timeout=0.5)
             if message is not None:
                 received.append(store._decode(message["data"], ""))
+            return len(received) >= 4
+
+        eventually(four_received, what="four published events", interval=0)
         assert received == [e.to_dict() for e in [*batch, *events("j1", [4])]]
         assert pubsub.get_message(timeout=0.2) is None
     finally:
@@ -263,23 +290,17 @@ def test_events_keep_their_shape_with_summaries_and_odd_extras(store: RedisStore
     assert seqs(store.read_events("j1", after=2)) == [3]
 
 
-def test_ten_thousand_events_in_one_batch(store: RedisStore, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ten_thousand_events_in_one_batch(store: RedisStore) -> None:
+    """All of one big batch is stored, in order (its speed is measured by bench/bench_store_batch.py)."""
     count = 10_000
     now = time.time()
     batch = [Event(seq, "agent_message_received", "j1", now, "a", SUMMARY) for seq in range(1, count + 1)]
-    started = time.perf_counter()
     store.write_batch(WriteBatch(events={"j1": batch}))
-    elapsed = time.perf_counter() - started
-    rate = count / elapsed
-    with capsys.disabled():
-        print(
-            f"\nRedis store: {count} events in one write_batch: {elapsed * 1000:.0f} ms, {rate:,.0f} events/s"
-        )
     assert store.count_events("j1") == count
+    assert seqs(store.read_events("j1")) == list(range(1, count + 1))
     assert seqs(store.read_events("j1", after=count - 3)) == [count - 2, count - 1, count]
     assert store.read_events("j1", after=4999, limit=1) == [batch[4999].to_dict()]
-    # The target is >= 100k events/s; the assertion leaves room for a busy machine.
-    assert rate > 20_000
+    assert store.read_events("j1", after=count - 1) == [batch[-1].to_dict()]
 
 
 # -- job records ------------------------------------------------------------------------------
@@ -291,21 +312,27 @@ def test_terminal_guard_holds_under_concurrent_writers(make_redis_store: MakeSto
     stores[0].create_job({"job_id": "j1", "status": "pending"})
     final = {"job_id": "j1", "status": "completed", "result": {"output": 1}}
     stop, errors = threading.Event(), []
+    writes = [0] * (len(stores) - 1)  # per writer, how many running records it wrote
 
-    def hammer(store: RedisStore, n: int) -> None:
+    def hammer(i: int, store: RedisStore) -> None:
         try:
             while not stop.is_set():
-                n += 1
-                store.write_batch(WriteBatch(jobs=[{"job_id": "j1", "status": "running", "n": n}]))
+                writes[i] += 1
+                record = {"job_id": "j1", "status": "running", "n": i * 1_000_000 + writes[i]}
+                store.write_batch(WriteBatch(jobs=[record]))
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=hammer, args=(s, i * 1_000_000)) for i, s in enumerate(stores[1:])]
+    def each_wrote(at_least: list[int]) -> bool:
+        return errors != [] or all(n >= least for n, least in zip(writes, at_least))
+
+    threads = [threading.Thread(target=hammer, args=(i, s)) for i, s in enumerate(stores[1:])]
     for thread in threads:
         thread.start()
-    time.sleep(0.1)
+    eventually(lambda: each_wrote([20] * len(writes)), what="every writer racing")
     stores[0].write_batch(WriteBatch(jobs=[final]))
-    time.sleep(0.1)
+    after = [n + 20 for n in writes]
+    eventually(lambda: each_wrote(after), what="every writer trying again after the terminal record")
     stop.set()
     for thread in threads:
         thread.join()
@@ -403,7 +430,7 @@ def test_a_stored_value_that_is_not_json_gives_store_error(store: RedisStore, ra
 # -- connections ------------------------------------------------------------------------------
 
 
-def test_store_survives_a_redis_restart(fresh_redis_server: RedisServer) -> None:
+def test_store_survives_a_redis_restart(fresh_redis_server: RedisServer, backoff: _BackoffSpy) -> None:
     with RedisStore(fresh_redis_server.url, namespace="restart") as store:
         store.write_batch(WriteBatch(events={"j1": events("j1", [1, 2])}))
         # Killed and started again at once: the pooled connection is dead, the script cache empty.
@@ -411,28 +438,27 @@ def test_store_survives_a_redis_restart(fresh_redis_server: RedisServer) -> None
         store.write_batch(WriteBatch(events={"j1": events("j1", [1, 2])}))
         assert seqs(store.read_events("j1")) == [1, 2]  # nothing was saved: the data is new
         # Killed, and back only after a while: the call waits for it (backoff), then succeeds.
+        backoff.sleeps.clear()
         fresh_redis_server.kill()
         restarter = threading.Timer(0.4, fresh_redis_server.start)
         restarter.start()
         try:
-            started = time.monotonic()
             store.create_job({"job_id": "j2", "status": "pending"})
-            assert 0.3 < time.monotonic() - started < 4
         finally:
             restarter.join()
+        assert backoff.sleeps  # it found the server gone and waited for it
         assert store.get_job("j2") == {"job_id": "j2", "status": "pending"}
 
 
-def test_unreachable_redis_fails_quickly_with_the_password_hidden() -> None:
+def test_unreachable_redis_gives_up_within_retry_for_with_the_password_hidden(backoff: _BackoffSpy) -> None:
     url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
-    started = time.monotonic()
     with pytest.raises(
         StoreError, match=r"Redis at redis://\*\*\*@127\.0\.0\.1:\d+/0 is unreachable"
     ) as caught:
         RedisStore(url, retry_for=0.3)
-    assert time.monotonic() - started < 2
+    assert backoff.sleeps and sum(backoff.sleeps) <= 0.3  # retried, never waiting past retry_for
+    assert f"gave up after {len(backoff.sleeps) + 1} attempts" in str(caught.value)
     assert "s3cret" not in str(caught.value)
-    assert "attempts" in str(caught.value)
 
 
 def test_store_that_loses_its_server_gives_store_error_after_retrying(
@@ -444,12 +470,11 @@ def test_store_that_loses_its_server_gives_store_error_after_retrying(
             store.get_job("j1")
 
 
-def test_wrong_password_is_not_retried_and_not_shown() -> None:
+def test_wrong_password_is_not_retried_and_not_shown(backoff: _BackoffSpy) -> None:
     with RedisServer(password="right-pw") as server:
-        started = time.monotonic()
         with pytest.raises(StoreError, match="authentication failed") as caught:
             RedisStore(f"redis://:wrong-pw@127.0.0.1:{server.port}/0")
-        assert time.monotonic() - started < 1
+        assert backoff.sleeps == []  # failed at the first attempt
         assert "wrong-pw" not in str(caught.value) and "right-pw" not in str(caught.value)
         with RedisStore(server.url) as store:  # the right password works
             assert store.get_job("j1") is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mirror_neuron.errors import StoreError
+from mirror_neuron.errors import InvalidCursor, StoreError
 from mirror_neuron.events import Event
 from mirror_neuron.store import TERMINAL_STATUSES, MemoryStore, SQLiteStore, Store, WriteBatch
 
@@ -126,6 +126,135 @@ def test_list_jobs_can_leave_out_terminal_jobs(store: Store) -> None:
     assert [j["job_id"] for j in live] == ["j2", "j1", "j0", "no_status"]
     assert len(store.list_jobs()) == len(statuses) + 1
     assert [j["job_id"] for j in store.list_jobs(include_terminal=False, limit=1)] == ["j2"]
+
+
+def ids(jobs: list[dict[str, Any]]) -> list[str]:
+    return [j["job_id"] for j in jobs]
+
+
+def page_through(store: Store, size: int, between: Any = None, **filters: Any) -> list[str]:
+    """Every job id over all pages of ``size``, calling ``between()`` after each page."""
+    seen: list[str] = []
+    cursor = None
+    for _ in range(1000):
+        page = store.list_jobs(limit=size, cursor=cursor, **filters)
+        assert len(page) <= size
+        seen += ids(page)
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+        assert isinstance(cursor, str) and page
+        if between is not None:
+            between()
+    raise AssertionError("the cursors never ended")
+
+
+def test_list_jobs_filters_by_status(store: Store) -> None:
+    statuses = ["pending", "running", "paused", "completed", "failed", "cancelled", "running"]
+    for index, status in enumerate(statuses):
+        store.create_job(job(f"j{index}", status, updated_at=f"2024-01-0{index + 1}T00:00:00.000Z"))
+    store.create_job({"job_id": "no_status", "submitted_at": "2023-01-01T00:00:00.000Z"})
+    assert ids(store.list_jobs(status="running")) == ["j6", "j1"]
+    assert ids(store.list_jobs(status=["failed", "pending"])) == ["j4", "j0"]
+    assert ids(store.list_jobs(status=("completed",), limit=1)) == ["j3"]
+    assert ids(store.list_jobs(status=frozenset({"paused", "cancelled"}), include_terminal=False)) == ["j2"]
+    assert store.list_jobs(status="cancelled", include_terminal=False) == []
+    assert store.list_jobs(status="no-such-status") == []
+    assert store.list_jobs(status=[]) == []
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 50])
+def test_list_jobs_cursor_pages_through_every_job_once_in_order(store: Store, size: int) -> None:
+    for index in range(8):  # ties in updated_at: the creation order must split them
+        store.create_job(job(f"j{index}", updated_at=f"2024-01-0{index // 3 + 1}T00:00:00.000Z"))
+    assert page_through(store, size) == ids(store.list_jobs())
+    assert store.list_jobs().next_cursor is None
+    assert store.list_jobs(limit=8).next_cursor is None
+    assert store.list_jobs(limit=7).next_cursor is not None
+
+
+def test_list_jobs_cursor_with_status_filters(store: Store) -> None:
+    for index in range(12):
+        status = ("running", "completed", "paused")[index % 3]
+        store.create_job(job(f"j{index}", status, updated_at=f"2024-01-{index + 1:02d}T00:00:00.000Z"))
+    for filters in ({"status": "running"}, {"status": ["running", "completed"]}, {"include_terminal": False}):
+        expected = ids(store.list_jobs(**filters))
+        assert expected and page_through(store, 2, **filters) == expected
+
+
+def test_list_jobs_cursor_is_stable_while_jobs_are_added(store: Store) -> None:
+    for index in range(10):
+        store.create_job(job(f"old{index}", updated_at=f"2024-01-{index + 1:02d}T00:00:00.000Z"))
+    before = ids(store.list_jobs())
+    added = iter(range(100))
+
+    def add_jobs() -> None:
+        n = next(added)
+        # Newer jobs go in front of the pages; one as old as the oldest goes among the rest.
+        store.create_job(job(f"new{n}", updated_at=f"2025-01-{n + 1:02d}T00:00:00.000Z"))
+        store.create_job(job(f"late{n}", updated_at="2024-01-01T00:00:00.000Z"))
+
+    seen = page_through(store, 3, between=add_jobs)
+    assert len(seen) == len(set(seen))  # nothing twice
+    assert [i for i in seen if i.startswith("old")] == before  # every job that was there, in order
+    assert not any(i.startswith("new") for i in seen)
+
+
+def test_list_jobs_cursor_never_repeats_a_job_updated_after_it_was_listed(store: Store) -> None:
+    for index in range(6):
+        store.create_job(job(f"j{index}", updated_at=f"2024-01-0{index + 1}T00:00:00.000Z"))
+    first = store.list_jobs(limit=2)
+    assert ids(first) == ["j5", "j4"]
+    store.write_batch(WriteBatch(jobs=[job("j5", "completed", updated_at="2024-02-01T00:00:00.000Z")]))
+    store.delete_job("j3")
+    rest = store.list_jobs(cursor=first.next_cursor)
+    assert ids(rest) == ["j2", "j1", "j0"] and rest.next_cursor is None
+
+
+def test_list_jobs_status_filter_skips_many_other_jobs(store: Store) -> None:
+    """Few matches among many others (a store reading its index in chunks must read on)."""
+    others = [
+        job(f"done{i:04d}", "completed", updated_at=f"2024-02-01T{i // 60:02d}:{i % 60:02d}:00Z")
+        for i in range(700)
+    ]
+    store.write_batch(WriteBatch(jobs=[job("oldest", updated_at="2024-01-01T00:00:00Z"), *others]))
+    store.create_job(job("newest", updated_at="2024-03-01T00:00:00Z"))
+    assert page_through(store, 1, status="running") == ["newest", "oldest"]
+    assert ids(store.list_jobs(status="running", limit=5)) == ["newest", "oldest"]
+    assert len(page_through(store, 300, status="completed")) == 700
+
+
+@pytest.mark.parametrize("cursor", ["", "garbage!", "W10", "WyJ4Il0", "WyJ4IiwgLTFd", "WzEsIDJd", "bnVsbA"])
+def test_list_jobs_refuses_a_cursor_it_did_not_give(store: Store, cursor: str) -> None:
+    store.create_job(job("j1"))
+    with pytest.raises(InvalidCursor, match="cursor"):
+        store.list_jobs(limit=1, cursor=cursor)
+
+
+def test_job_ids_with_prefix_are_the_sorted_matches(store: Store) -> None:
+    ids = ["run_b2", "run_a1", "run_a10", "other", "run_", "ru", "run\U0010ffffx", "rum"]
+    for job_id in ids:
+        store.create_job(job(job_id))
+    assert store.job_ids_with_prefix("run_a") == ["run_a1", "run_a10"]
+    assert store.job_ids_with_prefix("run_a1") == ["run_a1", "run_a10"]
+    assert store.job_ids_with_prefix("run_a10") == ["run_a10"]
+    assert store.job_ids_with_prefix("run_") == ["run_", "run_a1", "run_a10", "run_b2"]
+    assert store.job_ids_with_prefix("run") == ["run_", "run_a1", "run_a10", "run_b2", "run\U0010ffffx"]
+    assert store.job_ids_with_prefix("run_", limit=2) == ["run_", "run_a1"]
+    assert store.job_ids_with_prefix("run\U0010ffff") == ["run\U0010ffffx"]
+    assert store.job_ids_with_prefix("nothing") == []
+    assert store.job_ids_with_prefix("") == sorted(ids)
+    store.delete_job("run_a1")
+    assert store.job_ids_with_prefix("run_a") == ["run_a10"]
+
+
+@pytest.mark.parametrize("prefix", ["a*", "a?", "a[", "a[b]", "a\\", "a]", "a%", "a_"])
+def test_job_ids_with_prefix_match_glob_characters_literally(store: Store, prefix: str) -> None:
+    ids = ("a*1", "a?1", "a[1", "a[b]1", "a\\1", "a]1", "a%1", "a_1", "ab1", "ax", "b")
+    for job_id in ids:
+        store.create_job(job(job_id))
+    assert store.job_ids_with_prefix(prefix) == sorted(i for i in ids if i.startswith(prefix))
+    assert prefix + "1" in store.job_ids_with_prefix(prefix)
 
 
 def test_write_batch_replaces_the_whole_job_record(store: Store) -> None:

@@ -1,10 +1,12 @@
-"""Built-in agents and the registry that maps a node's ``agent_type`` to its implementation."""
+"""Built-in agents: the implementations of the agent types :mod:`mirror_neuron.bundle.agent_types` names.
+
+Validation does not depend on this package (the bundle layer owns the list of types).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..bundle import register_node_check
 from ..errors import ExecutionError, ManifestError
 from ..execution import check_executor_node, network_available, sandbox_available
 from .aggregator import AggregatorAgent
@@ -15,9 +17,6 @@ from .sensor import SensorAgent
 if TYPE_CHECKING:
     from ..bundle.model import Bundle, Node
     from ..config import Config
-
-# Executor checks that need only the bundle run inside every validation.
-register_node_check("executor", check_executor_node)
 
 BUILTINS: dict[str, type[Agent]] = {
     "router": RouterAgent,

@@ -53,6 +53,15 @@ class AggregatorAgent(Agent):
         if self.complete:
             self.ctx.complete_job(result)
 
+    def waiting_for(self) -> str | None:
+        if not self.complete and self.output_type is None:
+            return None
+        if self.complete_on_message:
+            return "a message (complete_on_message)"
+        if self.complete_after is not None:
+            return f"{len(self.messages)} of complete_after={self.complete_after} message(s)"
+        return None
+
     def snapshot_state(self) -> dict[str, Any]:
         # Collected messages live in the log (stored incrementally), not in every snapshot.
         return {

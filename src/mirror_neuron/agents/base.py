@@ -42,10 +42,12 @@ class AgentContext(Protocol):
     agent_id: str
     node: Node
     config: Config
-    #: 1-based number of the message being handled.
-    invocation: int
     #: Runtime-wide services (executor lease manager, …) keyed by name.
     services: dict[str, Any]
+
+    @property
+    def invocation(self) -> int:
+        """1-based number of the message being handled."""
 
     @property
     def bundle_root(self) -> Path | None:
@@ -97,6 +99,14 @@ class Agent:
     def inspect_state(self) -> dict[str, Any]:
         """The view shown by ``inspect_agents`` as ``current_state``."""
         return self.snapshot_state()
+
+    def waiting_for(self) -> str | None:
+        """What this agent still needs before it ends the job, in words, e.g.
+        ``"1 of complete_after=2"``; ``None`` for an agent that never ends a job.
+
+        Shown when a job stalls (``job_stalled``), so an operator sees what is missing.
+        """
+        return None
 
     # An agent whose state grows without bound (an aggregator's collected messages) keeps
     # that part in an append-only log, stored incrementally instead of in every snapshot.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import ExecutionError
 from ..execution.errors import LeaseError
@@ -129,7 +129,7 @@ class ExecutorAgent(Agent):
             and stored.get("message_id") == message.message_id
             and stored.get("input") == _json_safe(body)
         ):
-            return stored
+            return cast("dict[str, Any]", stored)
         return None
 
     def _apply(

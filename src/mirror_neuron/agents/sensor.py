@@ -28,6 +28,11 @@ class SensorAgent(Agent):
         if self.complete and n >= self.complete_after:
             self.ctx.complete_job({"count": n, "last_message": message.body})
 
+    def waiting_for(self) -> str | None:
+        if not self.complete:
+            return None
+        return f"{self.observations} of complete_after={self.complete_after} observation(s)"
+
     def snapshot_state(self) -> dict[str, Any]:
         return {
             "config": self.config,

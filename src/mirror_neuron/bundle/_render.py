@@ -1,8 +1,8 @@
 """How values appear inside validation messages.
 
-The original renders values with Elixir's ``inspect`` (strings quoted, null as ``nil``) or
-plain interpolation (null as empty text); messages must keep that exact wording. The
-``got …`` suffixes of the extra checks use JSON names and JSON text instead.
+Values a message quotes are JSON literals (:func:`inspect`: strings in double quotes, null
+as ``null``); the ``got …`` suffixes name JSON types (:func:`kind_name`) or show JSON text
+shortened (:func:`show`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ def show(value: Any) -> str:
 
 
 def inspect(value: Any) -> str:
-    """Elixir ``inspect``-like rendering of a JSON scalar; containers fall back to :func:`show`."""
+    """A JSON scalar as a JSON literal (strings unescaped beyond quotes); containers as :func:`show`."""
     if value is None:
-        return "nil"
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -38,15 +38,6 @@ def inspect(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return show(value)
-
-
-def plain(value: Any) -> str:
-    """Plain interpolation: strings as they are, null as empty text."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return inspect(value)
 
 
 def kind_name(value: Any) -> str:

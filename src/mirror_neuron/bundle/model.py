@@ -10,15 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Canonical agent types (after aliasing) and the templates each accepts.
-TEMPLATES_BY_AGENT: dict[str, tuple[str, ...]] = {
-    "router": ("generic", "map"),
-    "executor": ("generic", "stream", "map", "reduce", "batch"),
-    "aggregator": ("generic", "reduce"),
-    "sensor": ("generic",),
-    "module": ("generic", "stream", "map", "reduce", "batch"),
-}
-AGENT_ALIASES = {"relay": "router", "sandbox_worker": "executor", "collector": "aggregator"}
+# The agent types (and the templates each accepts) are data of their own module.
+from mirror_neuron.bundle.agent_types import AGENT_ALIASES as AGENT_ALIASES
+from mirror_neuron.bundle.agent_types import TEMPLATES_BY_AGENT as TEMPLATES_BY_AGENT
+
 TEMPLATES = ("generic", "map", "reduce", "stream", "batch")
 TEMPLATE_ALIASES = {"accumulator": "reduce"}
 RECOVERY_MODES = ("local_restart", "cluster_recover", "manual_recover")
@@ -100,7 +95,7 @@ class Manifest:
 
     @property
     def recovery_mode(self) -> str:
-        return self.policies.get("recovery_mode", "local_restart")
+        return str(self.policies.get("recovery_mode", "local_restart"))
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:
@@ -139,6 +134,8 @@ class Bundle:
 
     manifest: Manifest
     root_path: Path | None = None
+    #: What validation found odd but accepted, e.g. unknown keys (see :mod:`mirror_neuron.bundle.keys`).
+    warnings: tuple[str, ...] = ()
 
     @property
     def manifest_path(self) -> Path | None:

@@ -2,18 +2,21 @@
 
 All problems are collected, never just the first. Structural checks (wrong JSON shapes,
 which the original crashed on or silently ignored) come first; then the original rule
-groups in their original order and exact wording; then the few extra checks; finally the
-node checks other modules register with :func:`register_node_check`. Nothing here has
-side effects beyond reading ``payloads_path`` in registered checks.
+groups in their original order and wording, except that a missing value is said to be
+missing and a node or edge without an id is named by its position (``node #2``); then the
+few extra checks; finally the extra node checks the caller passes (``node_checks``: the
+bundle layer cannot import the executor's checks, so :mod:`mirror_neuron.validation`
+passes them in). Nothing is registered anywhere and nothing here has side effects beyond
+reading ``payloads_path`` in those checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mirror_neuron.bundle._render import inspect, plain, show
+from mirror_neuron.bundle._render import inspect, show
 from mirror_neuron.bundle.model import (
     AGENT_ALIASES,
     ALL_ENTRYPOINTS,
@@ -38,6 +41,7 @@ from mirror_neuron.bundle.shapes import (
     check_top_level_types,
     is_id,
     items,
+    name_of,
     not_an_object,
 )
 
@@ -47,21 +51,12 @@ Rule = Callable[[Doc], list[str]]
 
 #: Fields of a node's config that name the type of the messages it emits.
 CONFIG_MESSAGE_TYPES = ("emit_type", "output_message_type")
+#: An extra check of one node: ``(node, payloads_path) -> errors``.
 NodeCheck = Callable[[Node, Path | None], list[str]]
+#: Extra node checks by agent type (aliases accepted), run only on sound nodes.
+NodeChecks = Mapping[str, Sequence[NodeCheck]]
 
 NO_ENTRYPOINT = "manifest must define at least one entrypoint or one node with role root/root_coordinator"
-
-#: Extra per-node checks keyed by canonical agent type, run only on sound nodes.
-NODE_CHECKS: dict[str, list[NodeCheck]] = {}
-
-
-def register_node_check(kind: str, check: NodeCheck) -> NodeCheck:
-    """Add ``check`` for nodes of ``kind`` (aliases accepted); returns ``check``."""
-    checks = NODE_CHECKS.setdefault(AGENT_ALIASES.get(kind, kind), [])
-    if check not in checks:
-        checks.append(check)
-    return check
-
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -100,28 +95,40 @@ def check_duplicate_ids(doc: Doc) -> list[str]:
     return [f"duplicate node_id {node_id}" for node_id in repeated]
 
 
+def _has_agent_type(node: dict[str, Any]) -> bool:
+    return node["agent_type"] not in (None, "")
+
+
+def _agent_type_error(position: int, node: dict[str, Any]) -> str:
+    name = name_of(node, "node_id", position)
+    if not _has_agent_type(node):
+        return f"node {name} has no agent_type"
+    return f"unsupported agent_type {inspect(node['agent_type'])} for node {name}"
+
+
 def check_agent_types(doc: Doc) -> list[str]:
     return [
-        f"unsupported agent_type {inspect(n['agent_type'])} for node {plain(n['node_id'])}"
-        for _, n in items(doc, "nodes")
+        _agent_type_error(position, n)
+        for position, n in items(doc, "nodes")
         if n["kind"] not in TEMPLATES_BY_AGENT
     ]
 
 
 def check_template_types(doc: Doc) -> list[str]:
     return [
-        f"unsupported template type {inspect(n['type'])} for node {plain(n['node_id'])}"
-        for _, n in items(doc, "nodes")
+        f"unsupported template type {inspect(n['type'])} for node {name_of(n, 'node_id', position)}"
+        for position, n in items(doc, "nodes")
         if n["type"] not in TEMPLATES
     ]
 
 
 def check_template_compatibility(doc: Doc) -> list[str]:
+    """Templates against the agent type (a node without one has that error only)."""
     return [
         f"template type {inspect(n['type'])} is not supported for agent_type "
-        f"{inspect(n['agent_type'])} on node {plain(n['node_id'])}"
-        for _, n in items(doc, "nodes")
-        if n["type"] not in _allowed_templates(n["kind"])
+        f"{inspect(n['agent_type'])} on node {name_of(n, 'node_id', position)}"
+        for position, n in items(doc, "nodes")
+        if _has_agent_type(n) and n["type"] not in _allowed_templates(n["kind"])
     ]
 
 
@@ -136,14 +143,16 @@ def check_node_ids_present(doc: Doc) -> list[str]:
 def check_edges(doc: Doc) -> list[str]:
     known = _node_ids(doc)
     errors: list[str] = []
-    for _, edge in items(doc, "edges"):
-        name = "unknown" if edge["edge_id"] in (None, "") else plain(edge["edge_id"])
+    for position, edge in items(doc, "edges"):
+        name = name_of(edge, "edge_id", position)
         if edge["message_type"] is None or edge["message_type"] == "":
             errors.append(f"edge {name} must define message_type")
         for end in ("to_node", "from_node"):
             value = edge[end]
-            if value is None or (isinstance(value, str) and value not in known):
-                errors.append(f"edge {name} references missing {end} {plain(value)}")
+            if value is None or value == "":
+                errors.append(f"edge {name} has no {end}")
+            elif isinstance(value, str) and value not in known:
+                errors.append(f"edge {name} references missing {end} {value}")
     return errors
 
 
@@ -265,7 +274,7 @@ CORE_RULES: tuple[Rule, ...] = (
 )
 
 
-# -- registered node checks ---------------------------------------------------------------
+# -- extra node checks given by the caller ------------------------------------------------
 
 
 def is_sound_node(node: Any) -> bool:
@@ -281,23 +290,43 @@ def is_sound_node(node: Any) -> bool:
     )
 
 
-def check_registered(doc: Doc, payloads_path: Path | None) -> list[str]:
+def by_kind(node_checks: NodeChecks) -> dict[str, list[NodeCheck]]:
+    """``node_checks`` keyed by canonical agent type (aliases merged, each check once)."""
+    merged: dict[str, list[NodeCheck]] = {}
+    for kind, checks in node_checks.items():
+        kept = merged.setdefault(AGENT_ALIASES.get(kind, kind), [])
+        kept.extend(check for check in checks if check not in kept)
+    return merged
+
+
+def check_nodes(doc: Doc, payloads_path: Path | None, node_checks: NodeChecks) -> list[str]:
+    """The errors of ``node_checks`` on every sound node of its agent type."""
+    if not node_checks:
+        return []
+    checks_of = by_kind(node_checks)
     errors: list[str] = []
     for _, node in items(doc, "nodes"):
-        checks = NODE_CHECKS.get(node["kind"], []) if is_sound_node(node) else []
+        checks = checks_of.get(node["kind"], []) if is_sound_node(node) else []
         for check in checks:
             errors.extend(check(build_node(node), payloads_path))
     return errors
 
 
-def validate_document(doc: Doc, payloads_path: Path | None = None) -> list[str]:
-    """Every error of a normalised document, in reporting order (empty when valid)."""
+def validate_document(
+    doc: Doc, payloads_path: Path | None = None, *, node_checks: NodeChecks | None = None
+) -> list[str]:
+    """Every error of a normalised document, in reporting order (empty when valid).
+
+    ``node_checks`` adds checks by agent type; without it only the bundle's own rules run.
+    """
     errors = [message for rule in CORE_RULES for message in rule(doc)]
-    return errors + check_registered(doc, payloads_path)
+    return errors + check_nodes(doc, payloads_path, node_checks or {})
 
 
-def validate(raw: Any, payloads_path: Path | None = None) -> list[str]:
+def validate(
+    raw: Any, payloads_path: Path | None = None, *, node_checks: NodeChecks | None = None
+) -> list[str]:
     """Every error of a decoded manifest (any JSON value); never raises for JSON input."""
     if not isinstance(raw, dict):
         return [not_an_object(raw)]
-    return validate_document(normalize_document(raw), payloads_path)
+    return validate_document(normalize_document(raw), payloads_path, node_checks=node_checks)

@@ -18,8 +18,19 @@ EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import render
+
+    try:
+        return _main(argv)
+    finally:
+        with render.stdout_guard():  # what is still buffered, for a reader that may have gone
+            sys.stdout.flush()
+
+
+def _main(argv: list[str] | None) -> int:
     import click
 
+    from . import render
     from .app import cli
 
     try:
@@ -31,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # a confirmation answered "no" (or Ctrl-C at the prompt)
         print("aborted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_FAILED
     except ManifestError as exc:
         for line in exc.errors:
             _error_line(line)
@@ -46,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except BrokenPipeError:  # a write to stdout that render did not guard
+        render.silence_stdout()
         return EXIT_OK
     except Exception as exc:  # the last line of defence: no traceback for users
         if os.environ.get("MIRROR_NEURON_DEBUG"):
@@ -67,10 +79,9 @@ def _json_error(argv: list[str] | None, message: str, errors: list[str]) -> None
     """With ``--json``, stdout still carries exactly one JSON object, even for an error."""
     args = sys.argv[1:] if argv is None else argv
     if "--json" in args:
-        from .. import _json
+        from .render import print_json_line
 
-        sys.stdout.buffer.write(_json.dumps({"ok": False, "error": message, "errors": errors}) + b"\n")
-        sys.stdout.flush()
+        print_json_line({"ok": False, "error": message, "errors": errors})
 
 
 def run() -> None:

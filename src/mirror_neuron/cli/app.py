@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import click
 
-from ..config import Config
+from ..config import Config, choose_store
+
+#: A number of seconds that must be more than 0 (``--timeout -1`` is a usage error, exit 2).
+POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
+YES = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 
 
 class Context:
     """Options shared by every command (store location)."""
 
     def __init__(self, store: str | None, data_dir: str | None) -> None:
-        overrides: dict[str, Any] = {}
-        if data_dir:
-            overrides["data_dir"] = Path(data_dir).expanduser().resolve()
-            overrides["store_url"] = f"sqlite:///{overrides['data_dir'] / 'mirror_neuron.db'}"
-        if store:
-            overrides["store_url"] = store
-        self.config = Config.from_env(**overrides)
+        # The environment variables are read by choose_store, the precedence Config.from_env uses too.
+        self.store = choose_store(store, data_dir)
+        self.config = Config.from_env(store_url=self.store.url, data_dir=self.store.data_dir)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--store",
-    envvar="MIRROR_NEURON_STORE_URL",
-    help="Store URL: sqlite:///path.db, memory:// (default: SQLite in the data dir).",
+    metavar="URL",
+    help="Store URL: sqlite:///path.db, redis://host:port/db, memory://. The store is the first "
+    "of: --store, $MIRROR_NEURON_STORE_URL, $MIRROR_NEURON_REDIS_URL, SQLite in the data dir.",
 )
-@click.option("--data-dir", envvar="MIRROR_NEURON_DATA_DIR", help="Data directory of the embedded store.")
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="Where the default SQLite store lives (else $MIRROR_NEURON_DATA_DIR, else the user data "
+    "dir); used only when no store URL is given.",
+)
 @click.version_option(package_name="mirror-neuron", prog_name="mn")
 @click.pass_context
 def cli(ctx: click.Context, store: str | None, data_dir: str | None) -> None:
@@ -40,12 +43,13 @@ def cli(ctx: click.Context, store: str | None, data_dir: str | None) -> None:
 @cli.command()
 @click.argument("bundle")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--strict", is_flag=True, help="Treat the bundle's warnings (unknown keys) as errors.")
 @click.pass_obj
-def validate(obj: Context, bundle: str, as_json: bool) -> None:
+def validate(obj: Context, bundle: str, as_json: bool, strict: bool) -> None:
     """Check a job bundle without running it."""
     from .commands import validate_command
 
-    validate_command(obj.config, bundle, as_json)
+    validate_command(obj.config, bundle, as_json, strict=strict)
 
 
 @cli.command()
@@ -54,7 +58,16 @@ def validate(obj: Context, bundle: str, as_json: bool) -> None:
     "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
 )
 @click.option(
-    "--timeout", type=float, default=None, help="Fail the job if it has not ended after this many seconds."
+    "--timeout",
+    type=POSITIVE_SECONDS,
+    default=None,
+    help="Fail the job if it has not ended after this many seconds.",
+)
+@click.option(
+    "--idle-timeout",
+    type=POSITIVE_SECONDS,
+    default=None,
+    help="Fail the job once it has been stalled this many seconds (nothing queued, nothing running).",
 )
 @click.option("--no-wait", is_flag=True, help="Start the job in a background process and print its id.")
 @click.option("--job-id", hidden=True, default=None)
@@ -66,6 +79,7 @@ def run(
     bundle: str,
     as_json: bool,
     timeout: float | None,
+    idle_timeout: float | None,
     no_wait: bool,
     job_id: str | None,
     server: str | None,
@@ -75,16 +89,33 @@ def run(
     if server:
         from .commands import remote_run_command
 
+        if idle_timeout is not None:
+            raise click.UsageError("--idle-timeout applies to jobs run here, not with --server")
         remote_run_command(server, token, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait)
         return
     from .commands import run_command
 
-    run_command(obj.config, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait, job_id=job_id)
+    run_command(
+        obj.config,
+        bundle,
+        as_json=as_json,
+        timeout=timeout,
+        no_wait=no_wait,
+        job_id=job_id,
+        idle_timeout=idle_timeout,
+    )
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=4000, show_default=True, envvar="MIRROR_NEURON_API_PORT")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4000,
+    show_default=True,
+    envvar="MIRROR_NEURON_API_PORT",
+    help="Port to listen on (0: any free port).",
+)
 @click.option(
     "--token",
     envvar="MIRROR_NEURON_API_TOKEN",
@@ -116,7 +147,7 @@ def run(
 )
 @click.option(
     "--max-run-seconds",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE_SECONDS,
     default=None,
     help="Longest one executor run of a submitted bundle may take  [default: 3600].",
 )
@@ -156,12 +187,15 @@ def serve(
 
 @cli.group()
 def job() -> None:
-    """Inspect jobs (also ones run by other processes)."""
+    """Inspect and control jobs (also ones run by other processes).
+
+    JOB_ID may be shortened to any prefix that only one job id starts with.
+    """
 
 
 @job.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--live", is_flag=True, help="Only jobs that have not ended.")
 @click.pass_obj
 def job_list(obj: Context, as_json: bool, limit: int, live: bool) -> None:
@@ -196,8 +230,10 @@ def job_agents(obj: Context, job_id: str, as_json: bool) -> None:
 @job.command("events")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--after", type=int, default=0, help="Only events after this sequence number.")
-@click.option("--limit", type=int, default=None)
+@click.option(
+    "--after", type=click.IntRange(min=0), default=0, help="Only events after this sequence number."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many events.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until the job ends.")
 @click.pass_obj
 def job_events(obj: Context, job_id: str, as_json: bool, after: int, limit: int | None, follow: bool) -> None:
@@ -210,10 +246,12 @@ def job_events(obj: Context, job_id: str, as_json: bool, after: int, limit: int 
         events_command(obj.config, job_id, as_json=as_json, after=after, limit=limit)
 
 
-def _control(obj: Context, op: str, *args: object, as_json: bool, **kwargs: object) -> None:
+def _control(
+    obj: Context, op: str, *args: object, as_json: bool, confirm: bool = False, **kwargs: object
+) -> None:
     from .commands import control_command
 
-    control_command(obj.config, op, *args, as_json=as_json, **kwargs)
+    control_command(obj.config, op, *args, as_json=as_json, confirm=confirm, **kwargs)
 
 
 @job.command("pause")
@@ -237,10 +275,11 @@ def job_resume(obj: Context, job_id: str, as_json: bool) -> None:
 @job.command("cancel")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
+@YES
 @click.pass_obj
-def job_cancel(obj: Context, job_id: str, as_json: bool) -> None:
-    """Cancel a running or paused job (running scripts are killed)."""
-    _control(obj, "cancel", job_id, as_json=as_json)
+def job_cancel(obj: Context, job_id: str, as_json: bool, yes: bool) -> None:
+    """Cancel a running or paused job (running scripts are killed); asks first on a terminal."""
+    _control(obj, "cancel", job_id, as_json=as_json, confirm=not yes)
 
 
 @job.command("send")
@@ -256,7 +295,9 @@ def job_send(obj: Context, job_id: str, agent_id: str, message: str, as_json: bo
 
 @job.command("dead-letters")
 @click.argument("job_id")
-@click.option("--redrive", "redrive", type=int, default=None, help="Deliver this dead letter again.")
+@click.option(
+    "--redrive", "redrive", type=click.IntRange(min=1), default=None, help="Deliver this dead letter again."
+)
 @click.option("--to", "agent_id", default=None, help="With --redrive: deliver to this agent instead.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -273,10 +314,11 @@ def job_dead_letters(
 @job.command("cleanup")
 @click.option("--all", "all_jobs", is_flag=True, help="Delete every job, not only ended ones.")
 @click.option("--json", "as_json", is_flag=True)
+@YES
 @click.pass_obj
-def job_cleanup(obj: Context, all_jobs: bool, as_json: bool) -> None:
-    """Delete ended jobs and their events and snapshots."""
-    _control(obj, "cleanup", as_json=as_json, all=all_jobs)
+def job_cleanup(obj: Context, all_jobs: bool, as_json: bool, yes: bool) -> None:
+    """Delete ended jobs and their events and snapshots; asks first on a terminal."""
+    _control(obj, "cleanup", as_json=as_json, confirm=not yes, all=all_jobs)
 
 
 @cli.group()
@@ -300,14 +342,25 @@ def node_list(obj: Context, as_json: bool) -> None:
     "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
 )
 @click.option(
-    "--timeout", type=float, default=None, help="Fail the job if it has not ended after this many seconds."
+    "--timeout",
+    type=POSITIVE_SECONDS,
+    default=None,
+    help="Fail the job if it has not ended after this many seconds.",
+)
+@click.option(
+    "--idle-timeout",
+    type=POSITIVE_SECONDS,
+    default=None,
+    help="Fail the job once it has been stalled this many seconds (nothing queued, nothing running).",
 )
 @click.pass_obj
-def job_recover(obj: Context, job_id: str, as_json: bool, timeout: float | None) -> None:
+def job_recover(
+    obj: Context, job_id: str, as_json: bool, timeout: float | None, idle_timeout: float | None
+) -> None:
     """Resume a job whose runtime died, from its last committed state, and wait for it."""
     from .commands import recover_command
 
-    recover_command(obj.config, job_id, as_json=as_json, timeout=timeout)
+    recover_command(obj.config, job_id, as_json=as_json, timeout=timeout, idle_timeout=idle_timeout)
 
 
 @cli.command()
@@ -317,4 +370,4 @@ def doctor(obj: Context, as_json: bool) -> None:
     """Check the store, the sandbox and Python, and say what to fix."""
     from .commands import doctor_command
 
-    doctor_command(obj.config, as_json=as_json)
+    doctor_command(obj.config, as_json=as_json, source=obj.store.source)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..bundle import Bundle, validate_bundle
+from ..bundle import Bundle
 from ..config import Config
-from ..errors import JobNotFound, JobTimeout, MirrorNeuronError
+from ..errors import JobTimeout, ManifestError, MirrorNeuronError
 from ..ids import job_id as new_job_id
-from ..store import open_store
-from . import render
+from ..store import Store, open_store
+from ..validation import validate_bundle
+from . import lookup, render
+
+if TYPE_CHECKING:
+    from ..runtime import JobReader
 
 DETACH_WAIT = 15.0
 T = TypeVar("T")
@@ -35,10 +41,13 @@ def _sandbox_warnings(bundle: Bundle) -> list[str]:
     return [] if problem is None else [problem]
 
 
-def validate_command(config: Config, source: str, as_json: bool) -> None:
+def validate_command(config: Config, source: str, as_json: bool, strict: bool = False) -> None:
+    """Check a bundle; with ``strict``, its warnings (unknown keys) are errors."""
     bundle = validate_bundle(source)
+    if strict and bundle.warnings:
+        raise ManifestError(list(bundle.warnings))
     m = bundle.manifest
-    warnings = _sandbox_warnings(bundle)
+    warnings = [*bundle.warnings, *_sandbox_warnings(bundle)]
     summary = {
         "ok": True,
         "job_path": str(bundle.root_path) if bundle.root_path else None,
@@ -61,39 +70,65 @@ def validate_command(config: Config, source: str, as_json: bool) -> None:
 
 
 def run_command(
-    config: Config, source: str, *, as_json: bool, timeout: float | None, no_wait: bool, job_id: str | None
+    config: Config,
+    source: str,
+    *,
+    as_json: bool,
+    timeout: float | None,
+    no_wait: bool,
+    job_id: str | None,
+    idle_timeout: float | None = None,
 ) -> None:
     bundle = validate_bundle(source)
+    for warning in bundle.warnings:
+        render.echo(f"warning: {warning}", err=True)
     if no_wait:
         _detach(config, bundle, source, as_json)
         return
     live = not as_json and render.is_tty()
-    _finish(asyncio.run(_run(config, bundle, timeout=timeout, job_id=job_id, live=live)), as_json)
+    run = _run(config, bundle, timeout=timeout, job_id=job_id, live=live, idle_timeout=idle_timeout)
+    _finish(*asyncio.run(run), as_json)
 
 
-def recover_command(config: Config, job_id: str, *, as_json: bool, timeout: float | None) -> None:
+def recover_command(
+    config: Config, job_id: str, *, as_json: bool, timeout: float | None, idle_timeout: float | None = None
+) -> None:
     """Resume a job whose runtime died, here, and wait for it like ``mn run``."""
+    job_id = _with_store(config, lambda s: lookup.resolve_job_id(s, job_id))
     live = not as_json and render.is_tty()
-    _finish(asyncio.run(_run(config, None, timeout=timeout, job_id=job_id, live=live)), as_json)
+    run = _run(config, None, timeout=timeout, job_id=job_id, live=live, idle_timeout=idle_timeout)
+    _finish(*asyncio.run(run), as_json)
 
 
-def _finish(record: dict, as_json: bool) -> None:
+def _finish(record: dict[str, Any], events: int | None, as_json: bool) -> None:
     if as_json:
         render.print_json({"ok": record.get("status") == "completed", **record})
     else:
-        render.print_job_summary(record)
+        render.print_job_summary(record, events)
     _exit(0 if record.get("status") == "completed" else 1)
 
 
 async def _run(
-    config: Config, bundle: Bundle | None, *, timeout: float | None, job_id: str | None, live: bool
-) -> dict:
-    """Host a job here until it ends: a new one from ``bundle``, or a recovered ``job_id``."""
+    config: Config,
+    bundle: Bundle | None,
+    *,
+    timeout: float | None,
+    job_id: str | None,
+    live: bool,
+    idle_timeout: float | None = None,
+) -> tuple[dict[str, Any], int | None]:
+    """Host a job here until it ends: a new one from ``bundle``, or a recovered ``job_id``.
+
+    Returns the terminal record and how many events the job has.
+
+    Ctrl-C or SIGTERM suspends the job at a message boundary (``mn job recover`` resumes
+    it) and exits 130 or 143; a second Ctrl-C exits at once.
+    """
     from ..runtime import Runtime
 
     async with Runtime(config) as rt:
         if bundle is None:
-            job_id = await rt.recover(str(job_id))
+            job_id = await rt.control.recover(str(job_id))
         else:
             job_id = await rt.submit(bundle, job_id=job_id)
         job = rt.jobs.get(job_id)
@@ -104,14 +139,64 @@ async def _run(
             progress = LiveProgress(job)
             progress.start()
         try:
-            return await rt.wait(job_id, timeout)
+            with interruptible() as interrupted:
+                waiter = asyncio.ensure_future(rt.wait(job_id, timeout, idle_timeout=idle_timeout))
+                watched: list[asyncio.Future[Any]] = [waiter, interrupted]
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                if not interrupted.done():
+                    return waiter.result(), job.seq if job is not None else None
+                waiter.cancel()
+                if progress is not None:
+                    progress.stop()
+                    progress = None
+                await _suspend(rt, job_id, interrupted.result())
+                raise AssertionError("unreachable")  # pragma: no cover
         except JobTimeout:
             if job is not None:
                 job.fail("job_runner", f"job did not end within {timeout:g}s (mn run --timeout)")
-            return await rt.wait(job_id)
+            return await rt.wait(job_id), job.seq if job is not None else None
         finally:
             if progress is not None:
                 progress.stop()
+
+
+#: Exit codes of a run stopped by a signal (128 + the signal's number, as shells report it).
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[asyncio.Future[signal.Signals]]:
+    """A future set by the first Ctrl-C or SIGTERM; a second one exits at once (forced)."""
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def received(sig: signal.Signals) -> None:
+        if not first.done():
+            first.set_result(sig)
+            return
+        print("error: interrupted again: exiting at once; `mn job recover` resumes the job", file=sys.stderr)
+        os._exit(SIGNAL_EXIT[sig])
+
+    for sig in SIGNAL_EXIT:
+        loop.add_signal_handler(sig, received, sig)
+    try:
+        yield first
+    finally:
+        for sig in SIGNAL_EXIT:
+            loop.remove_signal_handler(sig)
+
+
+async def _suspend(rt: Any, job_id: str, sig: signal.Signals) -> None:
+    """Suspend the job hosted here at a message boundary and exit as the signal says."""
+    name = "Ctrl-C" if sig == signal.SIGINT else sig.name
+    if not rt.durable:
+        render.echo(f"interrupted ({name}): job {job_id} is lost with the memory store", err=True)
+    elif await rt.suspend(f"mn run received {name}"):
+        render.echo(
+            f"interrupted ({name}): job {job_id} suspended; resume it with `mn job recover {job_id}`",
+            err=True,
+        )
+    _exit(SIGNAL_EXIT[sig])
 
 
 def _detach(config: Config, bundle: Bundle, source: str, as_json: bool) -> None:
@@ -160,8 +245,8 @@ def _detach(config: Config, bundle: Bundle, source: str, as_json: bool) -> None:
 
 
 def _with_store(config: Config, read: Callable[[Any], T]) -> T:
-    """Open the configured store, read from it, close it."""
-    store = open_store(config.store_url)
+    """Open the configured store (never creating it), read from it, close it."""
+    store = lookup.open_existing(config)
     try:
         return read(store)
     finally:
@@ -172,35 +257,33 @@ def _show(value: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     render.print_json(value) if as_json else human(value)
 
 
+def _read(config: Config, job_id: str | None, read: Callable[[JobReader, str], Coroutine[Any, Any, T]]) -> T:
+    """Read through a :class:`JobReader` of the configured store (never created), no runtime.
+
+    ``job_id`` may be a unique prefix; ``read`` gets the full id (``""`` when none is given).
+    """
+    from ..runtime import JobReader
+
+    store = lookup.open_existing(config)
+    try:
+        full_id = lookup.resolve_job_id(store, job_id) if job_id is not None else ""
+        reader = JobReader(store, heartbeat_interval=config.heartbeat_interval)
+        return asyncio.run(read(reader, full_id))
+    finally:
+        store.close()
+
+
 def list_command(config: Config, *, as_json: bool, limit: int, live: bool) -> None:
-    jobs = _with_store(config, lambda s: s.list_jobs(limit=limit, include_terminal=not live))
-    for job in jobs:
-        job["live"] = is_live(job)
+    """Jobs, newest first; a live job whose runtime is gone says so (``orphaned``), as does a stalled one."""
+    jobs = _read(config, None, lambda r, _: r.list_jobs(limit=limit, include_terminal=not live))
     _show(jobs, as_json, render.print_jobs)
 
 
-LIVE_WINDOW = 10.0
-
-
-def is_live(record: dict[str, Any], now: float | None = None) -> bool:
-    """A job not ended whose runtime heartbeat is recent (a dead owner shows as not live)."""
-    from datetime import datetime
-
-    if record.get("status") not in ("pending", "running", "paused"):
-        return False
-    stamp = record.get("heartbeat_at") or record.get("updated_at")
-    try:
-        beat = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    return (now or time.time()) - beat <= LIVE_WINDOW
-
-
-def doctor_command(config: Config, *, as_json: bool) -> None:
-    """Check what MirrorNeuron needs here and say what to fix."""
+def doctor_command(config: Config, *, as_json: bool, source: str | None = None) -> None:
+    """Check what MirrorNeuron needs here and say what to fix (``source``: what chose the store)."""
     from .doctor import run_checks
 
-    checks = run_checks(config)
+    checks = run_checks(config, source)
     if as_json:
         render.print_json(checks)
     else:
@@ -212,55 +295,55 @@ def doctor_command(config: Config, *, as_json: bool) -> None:
     _exit(0 if all(c["ok"] for c in checks) else 1)
 
 
-def _record(store: Any, job_id: str) -> dict:
-    record = store.get_job(job_id)
-    if record is None:
-        raise JobNotFound(job_id)
-    return record
-
-
 def inspect_command(config: Config, job_id: str, *, as_json: bool) -> None:
-    _show(_with_store(config, lambda s: _record(s, job_id)), as_json, render.print_job_summary)
+    _show(_read(config, job_id, lambda r, full: r.inspect_job(full)), as_json, render.print_job_summary)
 
 
 def agents_command(config: Config, job_id: str, *, as_json: bool) -> None:
-    from ..runtime.job import final_agent_views
-
-    def read(store: Any) -> list[dict[str, Any]]:
-        return final_agent_views(_record(store, job_id), store.get_agents(job_id))
-
-    _show(_with_store(config, read), as_json, render.print_agents)
+    _show(_read(config, job_id, lambda r, full: r.inspect_agents(full)), as_json, render.print_agents)
 
 
 def events_command(config: Config, job_id: str, *, as_json: bool, after: int, limit: int | None) -> None:
-    def read(store: Any) -> list[dict[str, Any]]:
-        _record(store, job_id)
-        return store.read_events(job_id, after=after, limit=limit)
-
-    _show(_with_store(config, read), as_json, render.print_events)
+    events = _read(config, job_id, lambda r, full: r.events(full, after=after, limit=limit))
+    _show(events, as_json, render.print_events)
 
 
-def control_command(config: Config, op: str, *args: Any, as_json: bool, **kwargs: Any) -> None:
-    """pause / resume / cancel / send / dead letters / cleanup, wherever the job runs."""
+def control_command(
+    config: Config, op: str, *args: Any, as_json: bool, confirm: bool = False, **kwargs: Any
+) -> None:
+    """pause / resume / cancel / send / dead letters / cleanup, wherever the job runs.
+
+    The job id may be a unique prefix. With ``confirm``, cancel and cleanup ask first on a terminal.
+    """
     if op == "send":
         job_id, agent_id, text = args
         args = (job_id, agent_id, _message_arg(text))
-    result = asyncio.run(_control(config, op, args, kwargs))
+    store = lookup.open_existing(config)
+    try:
+        if op != "cleanup":
+            args = (lookup.resolve_job_id(store, str(args[0])), *args[1:])
+        if confirm and op == "cancel":
+            lookup.confirm(f"Cancel job {args[0]}? Its running scripts are killed.")
+        elif confirm and op == "cleanup":
+            which = "every job, not only ended ones," if kwargs.get("all") else "every ended job"
+            lookup.confirm(f"Delete {which} with its events and snapshots?")
+    except BaseException:
+        store.close()
+        raise
+    result = asyncio.run(_control(config, store, op, args, kwargs))
     if as_json:
         render.print_json(result)
     else:
         render.print_control(op, result)
 
 
-async def _control(config: Config, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _control(
+    config: Config, store: Store, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     from ..runtime import Runtime
 
-    async with Runtime(config.with_(control=False)) as rt:
-        methods: dict[str, Callable[..., Awaitable[Any]]] = {
-            "send": rt.send_message,
-            "dead_letters": rt.dead_letters,
-        }
-        method = methods.get(op) or getattr(rt, op)
+    async with Runtime(config.with_(control=False), store=store) as rt:
+        method: Callable[..., Awaitable[Any]] = getattr(rt.control, {"send": "send_message"}.get(op, op))
         return await method(*args, **kwargs)
 
 
@@ -289,7 +372,7 @@ def _message_arg(text: str) -> Any:
 
 def node_list_command(config: Config, *, as_json: bool) -> None:
     """Live runtimes, or (when none runs) this machine's configured pools, all idle."""
-    from ..runtime.remote import live_runtimes
+    from ..runtime import live_runtimes
 
     nodes = asyncio.run(live_runtimes())
     if not nodes:
@@ -308,21 +391,28 @@ def node_list_command(config: Config, *, as_json: bool) -> None:
 
 def follow_command(config: Config, job_id: str, *, as_json: bool, after: int) -> None:
     """A live tail: stored events, then new ones as they happen, until the job ends."""
-    asyncio.run(_follow(config, job_id, as_json=as_json, after=after))
+    store = lookup.open_existing(config)
+    try:
+        job_id = lookup.resolve_job_id(store, job_id)
+    except BaseException:
+        store.close()
+        raise
+    asyncio.run(_follow(config, store, job_id, as_json=as_json, after=after))
 
 
-async def _follow(config: Config, job_id: str, *, as_json: bool, after: int) -> None:
-    from .. import _json
+async def _follow(config: Config, store: Store, job_id: str, *, as_json: bool, after: int) -> None:
     from ..runtime import Runtime
 
-    async with Runtime(config.with_(control=False)) as rt:
+    async with Runtime(config.with_(control=False), store=store) as rt:
         async for event in rt.follow(job_id, after=after):
             if as_json:  # one object per line, so the output can be piped as it grows
-                sys.stdout.buffer.write(_json.dumps(event) + b"\n")
-                sys.stdout.flush()
+                render.print_json_line(event)
             else:
                 render.print_events([event])
-                sys.stdout.flush()
+                with render.stdout_guard():
+                    sys.stdout.flush()
+            if render.stdout_gone():  # `mn job events -f | head`: nobody reads any more
+                break
 
 
 def serve_command(

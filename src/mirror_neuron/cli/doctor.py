@@ -19,21 +19,33 @@ def python_version() -> dict[str, Any]:
     return check("python", sys.version_info >= (3, 11), f"Python {version}", "install Python 3.11 or newer")
 
 
-def store(config: Config) -> dict[str, Any]:
-    from ..errors import StoreError
-    from ..store import open_store
+def store(config: Config, source: str | None = None) -> dict[str, Any]:
+    """The store this configuration really uses (its URL, password masked), opened but never created.
 
+    ``source`` says what chose it (``--store``, ``MIRROR_NEURON_REDIS_URL``, …). A Redis
+    server that cannot be reached fails here, after the store's few connection retries.
+    """
+    from ..errors import StoreError, StoreMissing
+    from ..store import open_store, redact_url
+
+    url = redact_url(config.store_url)
+    chosen = f" (from {source})" if source else ""
+    fix = "check --store, MIRROR_NEURON_STORE_URL, MIRROR_NEURON_REDIS_URL and MIRROR_NEURON_DATA_DIR"
     try:
-        opened = open_store(config.store_url)
+        opened = open_store(config.store_url, create=False)
         try:
             jobs = opened.list_jobs()
         finally:
             opened.close()
+    except StoreMissing as exc:
+        if config.store_is_default:
+            return check("store", True, f"{url}{chosen}: not created yet (the first mn run creates it)")
+        return check("store", False, f"{url}{chosen}: {exc}", fix)
     except StoreError as exc:
-        return check(
-            "store", False, str(exc), "check MIRROR_NEURON_DATA_DIR / --store, or start the Redis server"
-        )
-    return check("store", True, f"{opened.url} ({len(jobs)} job(s))")
+        if config.store_url.lower().startswith(("redis", "unix")):
+            fix += ", or start the Redis server"
+        return check("store", False, f"{url}{chosen}: {exc}", fix)
+    return check("store", True, f"{url}{chosen}: {len(jobs)} job(s)")
 
 
 def sandbox() -> dict[str, Any]:
@@ -78,7 +90,7 @@ def runtimes() -> list[dict[str, Any]]:
     """
     import asyncio
 
-    from ..runtime.remote import live_runtimes
+    from ..runtime import live_runtimes
 
     fix = "check the store (disk space, permissions, the Redis server); the runtime retries on its own"
     return [
@@ -88,5 +100,5 @@ def runtimes() -> list[dict[str, Any]]:
     ]
 
 
-def run_checks(config: Config) -> list[dict[str, Any]]:
-    return [python_version(), store(config), *runtimes(), sandbox(), network(), temp_dir(config)]
+def run_checks(config: Config, source: str | None = None) -> list[dict[str, Any]]:
+    return [python_version(), store(config, source), *runtimes(), sandbox(), network(), temp_dir(config)]

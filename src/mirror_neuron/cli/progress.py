@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import render
 
 if TYPE_CHECKING:
-    from ..runtime.job import JobRun
+    from ..runtime import JobRun
 
 REFRESH = 0.1
 
@@ -62,6 +62,9 @@ class LiveProgress:
         table = Table.grid(padding=(0, 2))
         table.add_row("[bold]job[/]", render.cell(job.job_id))
         table.add_row("[bold]status[/]", render.cell(job.status, "cyan"))
+        stall = job.stall.info
+        if stall is not None:  # nothing queued, nothing running: say what is missing
+            table.add_row("[bold]stalled[/]", render.cell(stall["reason"], "yellow"))
         table.add_row("[bold]elapsed[/]", f"{int(elapsed // 60):02d}:{elapsed % 60:05.2f}")
         table.add_row("[bold]events[/]", str(job.seq))
         table.add_row("[bold]messages[/]", f"{processed} processed, {busy} agent(s) busy")
@@ -69,7 +72,7 @@ class LiveProgress:
         executors = [c for c in job.cells.values() if c.node.kind == "executor"]
         if executors:
             runs = sum(c.processed for c in executors)
-            leases = job.runtime.services["leases"].stats()
+            leases = job.host.services["leases"].stats()
             running = sum(p["in_use"] for p in leases.values())
             waiting = sum(p["queued"] for p in leases.values())
             table.add_row("[bold]sandboxes[/]", f"{runs} run(s) by {len(executors)} executor(s)")

@@ -11,7 +11,11 @@ escaped by the encoder, and left byte for byte as it was.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from .. import _json
@@ -65,9 +69,46 @@ def clean_tree(value: Any) -> Any:
     return value
 
 
+_stdout_gone = False
+
+
+@contextmanager
+def stdout_guard() -> Iterator[None]:
+    """Writes to stdout whose reader may have gone (``mn run --json | head -c 1``).
+
+    A broken pipe is no failure of the command: the rest of its output goes to /dev/null
+    (so Python's flush at exit does not report it either, see the "Note on SIGPIPE" in
+    the docs of :mod:`signal`) and the command ends with its own exit status.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Send whatever stdout still gets to /dev/null: its reader has gone."""
+    global _stdout_gone
+    _stdout_gone = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def stdout_gone() -> bool:
+    """True once stdout's reader has gone (output since goes to /dev/null)."""
+    return _stdout_gone
+
+
 def echo(line: Any = "", *, err: bool = False, one_line: bool = False) -> None:
     """Print human-facing text that may hold untrusted parts, cleaned (see :func:`clean`)."""
-    print(clean(line, one_line=one_line), file=sys.stderr if err else sys.stdout)
+    if err:
+        print(clean(line, one_line=one_line), file=sys.stderr)
+        return
+    with stdout_guard():
+        print(clean(line, one_line=one_line))
 
 
 def cell(value: Any, style: str = "") -> Any:
@@ -82,8 +123,16 @@ def is_tty() -> bool:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.buffer.write(_json.dumps_pretty(value) + b"\n")
-    sys.stdout.flush()
+    with stdout_guard():
+        sys.stdout.buffer.write(_json.dumps_pretty(value) + b"\n")
+        sys.stdout.flush()
+
+
+def print_json_line(value: Any) -> None:
+    """One compact JSON object per line, flushed (a stream that can be piped as it grows)."""
+    with stdout_guard():
+        sys.stdout.buffer.write(_json.dumps(value) + b"\n")
+        sys.stdout.flush()
 
 
 def _console() -> Any:
@@ -97,15 +146,42 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def print_job_summary(record: dict[str, Any]) -> None:
+def elapsed(record: dict[str, Any]) -> str | None:
+    """How long the job took, ``submitted_at`` to ``updated_at`` (``1.234s``, ``2m05.0s``,
+    ``1h02m03.0s``); ``None`` when either time is missing or not an ISO-8601 time."""
+    try:
+        start = datetime.fromisoformat(str(record["submitted_at"]))
+        seconds = (datetime.fromisoformat(str(record["updated_at"])) - start).total_seconds()
+    except (KeyError, ValueError, TypeError):  # TypeError: one time with a zone, one without
+        return None
+    if seconds < 0:
+        return None
+    if seconds < 60:
+        return f"{seconds:.3f}s"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}h{minutes:02d}m{rest:04.1f}s" if hours else f"{minutes}m{rest:04.1f}s"
+
+
+def print_job_summary(record: dict[str, Any], events: int | None = None) -> None:
+    """A job record for people; ``events`` (how many the job wrote) is shown when the caller knows it."""
     status = record.get("status", "?")
     lines = [
         ("job", record.get("job_id")),
-        ("status", status),
+        ("status", _job_status(record)),
         ("graph", record.get("graph_id")),
         ("submitted", record.get("submitted_at")),
         ("updated", record.get("updated_at")),
     ]
+    for why in ("orphaned", "stalled"):  # a live job that is not moving: why, and the way out
+        detail = record.get(why)
+        if detail:
+            lines.append((why, detail.get("reason") if isinstance(detail, dict) else detail))
+    took = elapsed(record)
+    if took is not None:
+        lines.append(("elapsed", took))
+    if events is not None:
+        lines.append(("events", events))
     result = record.get("result")
     if not is_tty():
         for key, value in lines:
@@ -118,29 +194,40 @@ def print_job_summary(record: dict[str, Any]) -> None:
 
     table = Table.grid(padding=(0, 2))
     for key, value in lines:
-        style = STATUS_STYLE.get(str(value), "") if key == "status" else ""
+        style = STATUS_STYLE.get(str(status), "") if key == "status" else ""
         table.add_row(f"[bold]{key}[/]", cell(value, style))
     table.add_row("[bold]result[/]", Pretty(clean_tree(result), max_depth=3, max_length=12, max_string=200))
     _console().print(Panel(table, title="MirrorNeuron job", expand=False))
 
 
 def _job_status(job: dict[str, Any]) -> str:
-    ended = job.get("status") in ("completed", "failed", "cancelled")
-    return str(job.get("status", "")) if ended or job.get("live") else f"{job.get('status')} (runtime gone)"
+    """The status, and why a live job is not moving: its runtime is gone, or it is stalled."""
+    status = str(job.get("status", ""))
+    if job.get("orphaned"):
+        return status if status == "suspended" else f"{status} (runtime gone)"
+    return f"{status} (stalled)" if job.get("stalled") else status
 
 
 def print_jobs(jobs: list[dict[str, Any]]) -> None:
+    """A table on a terminal, else one tab-separated line per job; ids are never shortened."""
     columns = ("job_id", "status", "graph_id", "updated_at")
     if not is_tty():
         for job in jobs:
             fields = (job["job_id"], _job_status(job), job.get("graph_id", ""), job.get("updated_at", ""))
             echo("\t".join(clean(f, one_line=True) for f in fields))
+        if not jobs:
+            echo("no jobs", err=True)
         return
     from rich.table import Table
 
+    console = _console()
     table = Table(title=f"{len(jobs)} job(s)")
-    for c in columns:
-        table.add_column(c)
+    # An id is what people copy into the next command: never cut short ("…"), on one line when
+    # the terminal leaves room beside the other columns (about 60 wide), else folded.
+    widest = max((len(clean(job["job_id"], one_line=True)) for job in jobs), default=6)
+    table.add_column(columns[0], overflow="fold", min_width=min(widest, max(console.width - 64, 16)))
+    for c in columns[1:]:
+        table.add_column(c, overflow="fold")
     for job in jobs:
         table.add_row(
             cell(job["job_id"]),
@@ -148,7 +235,7 @@ def print_jobs(jobs: list[dict[str, Any]]) -> None:
             cell(job.get("graph_id", "")),
             cell(job.get("updated_at", "")),
         )
-    _console().print(table)
+    console.print(table)
 
 
 def print_agents(agents: list[dict[str, Any]]) -> None:
@@ -177,8 +264,9 @@ def event_line(ev: dict[str, Any]) -> str:
 
 
 def print_events(events: list[dict[str, Any]]) -> None:
-    for ev in events:
-        print(event_line(ev))  # already clean
+    with stdout_guard():
+        for ev in events:
+            print(event_line(ev))  # already clean
 
 
 def print_control(op: str, result: Any) -> None:

@@ -3,11 +3,14 @@
 :class:`Executor` runs one node's invocations (stage → run → result, with retries);
 :class:`LeaseManager` bounds how many run at once; :func:`sandbox_available` tells
 ``mn doctor`` whether the default bubblewrap sandbox works; :func:`check_executor_node`
-is the validation rule for executor nodes. Nothing here imports the runtime or the CLI.
+is the validation rule for executor nodes, which :mod:`mirror_neuron.validation` passes
+to the bundle validator (nothing is registered on import). Nothing here imports the
+runtime, the agents or the CLI.
 """
 
 from __future__ import annotations
 
+from ..policy import Limits
 from .errors import ExecutionError, LeaseError, RunnerError, SandboxUnavailable, StagingError
 from .execute import Executor, Invocation, Outcome, sandbox_name
 from .output import Emit, StructuredOutput, parse_structured
@@ -22,7 +25,7 @@ from .runners import (
     network_available,
     sandbox_available,
 )
-from .settings import ExecutorSettings, Limits
+from .settings import ExecutorSettings
 from .staging import UnsafeTempDir, ensure_private_dir, sweep_stale_runs
 from .validate import check_executor_node
 

@@ -110,7 +110,7 @@ class Executor:
 
     async def attempt(
         self, inv: Invocation, attempt: int, secrets: tuple[str, ...]
-    ) -> tuple[RunResult, dict]:
+    ) -> tuple[RunResult, dict[str, Any]]:
         """One attempt in a fresh staging directory, removed afterwards whatever happens."""
         s = self.settings
         name = sandbox_name(s.name_prefix, inv.job_id, inv.agent_id, inv.invocation, attempt)

@@ -39,4 +39,4 @@ def is_transient(texts: Iterable[str | None]) -> bool:
 def backoff_seconds(attempt: int, base_ms: float, cap_ms: float = MAX_BACKOFF_MS) -> float:
     """``base · 2^(attempt-1)`` milliseconds, capped, in seconds (``attempt`` is 1-based)."""
     exponent = min(max(attempt - 1, 0), 32)
-    return min(base_ms * (2**exponent), cap_ms) / 1000.0
+    return float(min(base_ms * (2**exponent), cap_ms)) / 1000.0

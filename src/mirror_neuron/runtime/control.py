@@ -13,7 +13,6 @@ from ..bounds import MAX_MESSAGE_BYTES, check_bounds
 from ..errors import AgentNotFound, JobStateError, MailboxFull, MessageError, NotFound
 from ..messages import normalize
 from ..names import quoted, text_problem
-from . import cell as states
 
 if TYPE_CHECKING:
     from .job import JobRun
@@ -21,49 +20,24 @@ if TYPE_CHECKING:
 CANCEL_REASON = "cancelled by operator"
 
 
-def _live_cells(job: JobRun) -> list[states.AgentCell]:
-    return [c for c in job.cells.values() if c.status not in states.TERMINAL_AGENT_STATES]
-
-
 def pause(job: JobRun) -> dict[str, Any]:
     """Stop every live agent after its current message; new mail accumulates in order."""
-    if job.status != "running":
-        raise JobStateError(job.job_id, f"job {job.job_id} is not running (status: {job.status})")
-    cells = _live_cells(job)
-    for cell in cells:
-        cell.paused = True
-        cell.dirty = True
-        if not cell.scheduled and cell.task is None:
-            cell.status = states.PAUSED
-    job.status = "paused"
-    job.event("job_paused", None, None, {"agents": len(cells)})
-    job.touch()
-    return {"job_id": job.job_id, "status": "paused", "agents": len(cells)}
+    agents = job.pause()
+    return {"job_id": job.job_id, "status": "paused", "agents": agents}
 
 
 def resume(job: JobRun) -> dict[str, Any]:
     """Let paused agents go on; each processes what accumulated, oldest first."""
-    if job.status != "paused":
-        raise JobStateError(job.job_id, f"job {job.job_id} is not paused (status: {job.status})")
-    cells = [c for c in job.cells.values() if c.paused]
-    backlog = 0
-    for cell in cells:
-        cell.paused = False
-        cell.dirty = True
-        backlog += len(cell.mailbox)
-        if cell.status == states.PAUSED:
-            cell.status = states.IDLE
-        cell.wake()
-    job.status = "running"
-    job.event("job_resumed", None, None, {"agents": len(cells), "backlog": backlog})
-    job.touch()
-    return {"job_id": job.job_id, "status": "running", "agents": len(cells), "backlog": backlog}
+    agents, backlog = job.resume()
+    return {"job_id": job.job_id, "status": "running", "agents": agents, "backlog": backlog}
 
 
 def cancel(job: JobRun) -> dict[str, Any]:
     """End the job as ``cancelled``: queued mail is dropped and running scripts are killed."""
     if job.terminal:
-        raise JobStateError(job.job_id, f"job {job.job_id} is already in a terminal state ({job.status})")
+        raise JobStateError(
+            job.job_id, f"job {job.job_id} is already in a terminal state ({job.status.value})"
+        )
     dropped = sum(len(c.mailbox) for c in job.cells.values())
     job.cancel(CANCEL_REASON)
     return {"job_id": job.job_id, "status": "cancelled", "dropped_messages": dropped}
@@ -94,32 +68,34 @@ def _message_type(message: Any) -> Any:
 def send_message(job: JobRun, agent_id: str, message: Any) -> dict[str, Any]:
     """Enqueue ``message`` (flat or envelope form) in one agent's mailbox, bypassing edges."""
     check_message(job.job_id, agent_id, message)
-    if job.terminal:
-        raise JobStateError(job.job_id, f"job {job.job_id} is not running (status: {job.status})")
+    if job.halted:
+        raise JobStateError(job.job_id, f"job {job.job_id} is not running (status: {job.status.value})")
     cell = job.cells.get(agent_id)
     if cell is None:
         raise AgentNotFound(job.job_id, agent_id)
-    if cell.status in states.TERMINAL_AGENT_STATES:
-        raise JobStateError(job.job_id, f"agent {agent_id} of job {job.job_id} has stopped ({cell.status})")
+    if cell.terminal:
+        raise JobStateError(
+            job.job_id, f"agent {agent_id} of job {job.job_id} has stopped ({cell.status.value})"
+        )
     try:
         msg = normalize(message, job_id=job.job_id, to=agent_id, sender="operator", cls="command")
     except MessageError as exc:
         raise MessageError(f"cannot send to agent {agent_id}: {exc}") from exc
     depth = len(cell.mailbox)
-    if depth >= cell.max_queue:
+    if depth >= cell.bound:
         job.event(
             "queue_overflow",
             agent_id,
             {
                 "mailbox_depth": depth,
-                "max_queue_size": cell.max_queue,
+                "max_queue_size": cell.bound,
                 "message_id": msg.message_id,
                 "message_type": msg.type,
             },
         )
-        raise MailboxFull(job.job_id, agent_id, depth, cell.max_queue)
+        raise MailboxFull(job.job_id, agent_id, depth, cell.bound)
     job.deliver(cell, msg)
-    job.runtime.writer.mark(job)
+    job.host.writer.mark(job)
     outcome = "enqueued" if cell.paused or depth or cell.task is not None else "delivered"
     return {
         "job_id": job.job_id,

@@ -1,60 +1,58 @@
-"""A running job: its agents, its event log and its lifecycle.
+"""A hosted job: its agents, its event log and its lifecycle.
 
-``pending → running ⇄ paused → completed | failed | cancelled``. The first terminal
-transition wins and is final: later completions, failures or writes are ignored, and
-every agent stops taking messages the moment the job ends.
+``pending → running ⇄ paused → completed | failed | cancelled`` (see :mod:`mirror_neuron.states`).
+The first terminal transition wins and is final: later completions, failures or writes
+are ignored, and every agent stops taking messages the moment the job ends. A live job
+may instead be *suspended*: stopped at a message boundary and left for ``mn job recover``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._time import now, now_iso
 from ..agents import create_agent
+from ..errors import JobStateError
 from ..events import Event
 from ..events import make as make_event
-from ..messages import Message, normalize
-from ..store.base import TERMINAL_STATUSES
-from . import cell as states
-from .batches import FAILED_BY
-from .cell import NO_MAIL, AgentCell
+from ..messages import Message
+from ..states import TERMINAL_AGENT_STATES, AgentStatus, JobStatus, final_agent_status, job_move
+from ..store.base import WriteBatch
+from . import batches
+from .cell import AgentCell
+from .host import Host
+from .mailbox import NO_MAILBOX, seed_message
+from .stalls import StallWatch, waiting_for
 
 if TYPE_CHECKING:
     from ..bundle.model import Bundle
-    from .runtime import Runtime
 
 RECEIVED = "agent_message_received"
 #: How long a job's end waits for its agents to stop (kill scripts, release leases).
 STOP_TIMEOUT = 30.0
+DEFAULT_RESTARTS = 3
 _tuple_new = tuple.__new__
-_TERMINAL_AGENT = states.TERMINAL_AGENT_STATES
 #: Events too frequent to be the "last thing that happened" in a progress display.
 QUIET_EVENTS = frozenset({RECEIVED, "aggregator_received", "collector_received"})
 
 
-def seed_message(job_id: str, entrypoint: str, index: int, payload: Any) -> Message:
-    """The ``index``-th initial input of ``entrypoint``, with a deterministic id."""
-    if isinstance(payload, dict):
-        message = normalize(payload, job_id=job_id, to=entrypoint, type="init", cls="command")
-        if "message_id" in payload or "message_id" in payload.get("envelope", {}):
-            return message
-    else:
-        message = Message("init", payload, job_id=job_id, to=entrypoint, cls="command")
-    message._mid = f"init:{entrypoint}:{index}"
-    return message
+def restart_limit(policies: dict[str, Any]) -> int:
+    value = policies.get("max_agent_restart_attempts", DEFAULT_RESTARTS)
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_RESTARTS
+    )
 
 
 class JobRun:
     """The coordinator of one job inside a :class:`~mirror_neuron.runtime.Runtime`."""
 
-    def __init__(self, runtime: Runtime, bundle: Bundle, job_id: str) -> None:
-        self.runtime = runtime
+    def __init__(self, host: Host, bundle: Bundle, job_id: str) -> None:
+        self.host = host
         self.bundle = bundle
         self.manifest = bundle.manifest
         self.job_id = job_id
-        self.status = "pending"
+        self.status = JobStatus.PENDING
         self.result: Any = None
         self.error: str | None = None
         self.submitted_at = now_iso()
@@ -66,8 +64,14 @@ class JobRun:
         self.dirty = False  # queued in the writer
         self.record_dirty = True
         self.terminal = False
+        #: Set once the job ended or was suspended here: no agent of it is scheduled again.
+        self.halted = False
+        #: Handlers in flight (async agents' drain tasks).
+        self.in_flight = 0
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.listeners: list[asyncio.Queue[Event]] = []
+        #: Resolved (with why) when the job leaves this runtime without ending: suspended.
+        self.gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.listeners: list[asyncio.Queue[Event | None]] = []
         #: Named values to store with the next batch (the manifest, executor outputs).
         self.blobs: dict[str, Any] = {}
         #: True for a job resumed from the store after its runtime died.
@@ -79,6 +83,10 @@ class JobRun:
         #: Why the store refused this job's data (it failed for it); then only its record and
         #: events are written, made safe.
         self.store_error: str | None = None
+        #: Whether the job cannot progress on its own (see :meth:`check_stall`).
+        self.stall = StallWatch()
+        #: Where the job was when it was suspended (it resumes there).
+        self.suspended_from: JobStatus | None = None
 
     # -- records ------------------------------------------------------------------
 
@@ -86,11 +94,11 @@ class JobRun:
         """The job record (original fields, §4.4) plus this runtime's ownership."""
         m = self.manifest
         root = self.bundle.root_path
-        return {
+        record = {
             "job_id": self.job_id,
             "graph_id": m.graph_id,
             "job_name": m.job_name,
-            "status": self.status,
+            "status": self.status.value,
             "submitted_at": self.submitted_at,
             "updated_at": self.updated_at,
             "root_agent_ids": list(m.entrypoints),
@@ -104,21 +112,68 @@ class JobRun:
                 "manifest_path": str(self.bundle.manifest_path) if root else None,
                 "job_path": str(root) if root else None,
             },
-            "node": self.runtime.config.node_name,
-            "control": self.runtime.control_endpoint,
+            "node": self.host.config.node_name,
+            "control": None if self.status is JobStatus.SUSPENDED else self.host.control_endpoint(),
             "heartbeat_at": self.heartbeat_at,
             "agent_count": len(m.nodes),
+            "stalled": self.stall.info,
         }
+        if self.suspended_from is not None:
+            record["suspended_from"] = self.suspended_from.value
+        return record
 
     def touch(self) -> None:
         self.updated_at = now_iso()
         self.record_dirty = True
-        self.runtime.writer.mark(self)
+        self.host.writer.mark(self)
+
+    def collect(self, batch: WriteBatch) -> None:
+        """Add what changed since the last batch: events, agent snapshots, mail, blobs, the record."""
+        job_id = self.job_id
+        if self.store_error is not None:
+            self._collect_failed(batch)
+            return
+        if self.pending_events:
+            batch.events[job_id] = self.pending_events
+            self.pending_events = []
+        if not self.keep_snapshots:
+            snaps: list[dict[str, Any]] = []
+            mail: list[tuple[str, int, dict[str, Any]]] = []
+            consumed: dict[str, int] = {}
+            for cell in self.cells.values():
+                cell.collect(snaps, mail, consumed, self.terminal)
+            if snaps:
+                batch.agents[job_id] = snaps
+            if mail:
+                batch.messages[job_id] = mail
+            if consumed:
+                batch.consumed[job_id] = consumed
+        if self.blobs:
+            batch.blobs[job_id], self.blobs = self.blobs, {}
+        if self.record_dirty:
+            self.record_dirty = False
+            batch.jobs.append(self.record())
+
+    def _collect_failed(self, batch: WriteBatch) -> None:
+        """The store refused this job's data: only its record and events (made safe) are written.
+
+        Its snapshots, mail and blobs are dropped, since one of them is likely what the store
+        refused, and a failed job is never resumed from them.
+        """
+        if self.pending_events:
+            batch.events[self.job_id] = batches.safe_events(self.pending_events)
+            self.pending_events = []
+        for cell in self.cells.values():
+            cell.dirty = False
+        self.blobs = {}
+        if self.record_dirty:
+            self.record_dirty = False
+            batch.jobs.append(self.record())
 
     # -- events -------------------------------------------------------------------
 
     def event(
-        self, type: str, agent_id: str | None = None, payload: Any = None, extra: dict | None = None
+        self, type: str, agent_id: str | None = None, payload: Any = None, extra: dict[str, Any] | None = None
     ) -> None:
         self.seq += 1
         ev = make_event(self.seq, type, self.job_id, now(), agent_id, payload, extra)
@@ -128,33 +183,23 @@ class JobRun:
         if self.listeners:
             self.publish(ev)
         if not self.dirty:
-            self.runtime.writer.mark(self)
+            self.host.writer.mark(self)
 
     def received(self, cell: AgentCell, m: Message) -> None:
         """The ``agent_message_received`` event: the hottest event, kept to one tuple."""
         self.seq = seq = self.seq + 1
         meta = m.meta
-        ev = _tuple_new(
-            Event,
-            (
-                seq,
-                RECEIVED,
-                self.job_id,
-                now(),
-                cell.agent_id,
-                (
-                    m._mid,
-                    m.sender,
-                    m.to,
-                    m.type,
-                    meta.cls,
-                    meta.content_type,
-                    meta.content_encoding,
-                    meta.stream,
-                ),
-                None,
-            ),
+        about = (
+            m._mid,
+            m.sender,
+            m.to,
+            m.type,
+            meta.cls,
+            meta.content_type,
+            meta.content_encoding,
+            meta.stream,
         )
+        ev = _tuple_new(Event, (seq, RECEIVED, self.job_id, now(), cell.agent_id, about, None))
         self.pending_events.append(ev)
         if self.listeners:
             self.publish(ev)
@@ -167,7 +212,7 @@ class JobRun:
         """
         for queue in list(self.listeners):
             try:
-                queue.put_nowait(item)  # type: ignore[arg-type]
+                queue.put_nowait(item)
             except asyncio.QueueFull:
                 self.listeners.remove(queue)
                 queue.lagging = True  # type: ignore[attr-defined]
@@ -176,25 +221,23 @@ class JobRun:
 
     def start(self) -> None:
         """Create every agent, seed the entrypoints, then go ``running`` (§4.2)."""
-        node_name = self.runtime.config.node_name
         self.event("job_pending")
         self.event("job_validated")
-        self.event("job_scheduled", extra={"node": node_name})
-        cells = self.build_cells()
-        for cell in cells.values():
+        self.event("job_scheduled", extra={"node": self.host.config.node_name})
+        for cell in self.build_cells().values():
             try:
-                cell.agent = create_agent(cell.node, cell)
+                cell.start(create_agent(cell.node, cell))
             except Exception as exc:
-                cell.status = states.FAILED
-                self.fail(cell.agent_id, f"failed to start agent {cell.agent_id}: {exc}")
+                error = f"failed to start agent {cell.agent_id}: {exc}"
+                cell.broken(error)
+                self.fail(cell.agent_id, error)
                 return
-            cell.status = states.IDLE
         try:
             self._seed()
         except Exception as exc:
             self.fail("job_coordinator", f"failed to seed initial inputs: {exc}")
             return
-        self.status = "running"
+        self.status = job_move(self.job_id, self.status, JobStatus.RUNNING)
         self.event("job_running")
         self.touch()
 
@@ -205,9 +248,7 @@ class JobRun:
             out.setdefault(edge.from_node, []).append((edge.message_type, edge.to_node))
         cells = self.cells
         for node in self.manifest.nodes:
-            cell = AgentCell(self, node)
-            cell.out_edges = tuple(out.get(node.node_id, ()))
-            cells[node.node_id] = cell
+            cells[node.node_id] = AgentCell(self, node, tuple(out.get(node.node_id, ())))
         return cells
 
     def _seed(self) -> None:
@@ -215,8 +256,7 @@ class JobRun:
             target = self.cells[entrypoint]
             for i, payload in enumerate(self.manifest.inputs_for(entrypoint)):
                 self.deliver(target, seed_message(self.job_id, entrypoint, i, payload))
-            # Initial inputs can always be rebuilt from the manifest: never written as mail.
-            target.persisted = target.appended
+            target.mailbox.seeded()
 
     # -- delivery -----------------------------------------------------------------
 
@@ -226,44 +266,117 @@ class JobRun:
         Nothing is dropped: the message is always queued, and the *sender* stops taking
         messages until the receiver has drained to half its bound.
         """
-        if cell.status in _TERMINAL_AGENT:
+        if cell.status in TERMINAL_AGENT_STATES:
             return
         mailbox = cell.mailbox
-        if mailbox is NO_MAIL:
-            cell.mailbox = mailbox = deque()
-        mailbox.append(message)
-        cell.appended += 1
+        if mailbox is NO_MAILBOX:
+            mailbox = cell.open_mailbox()
+        depth = mailbox.put(message)
         cell.dirty = True
-        if len(mailbox) >= cell.max_queue and sender is not None and sender is not cell and not cell.blocked:
+        if self.stall.info is not None:
+            self.stall.end()
+            self.record_dirty = True
+        if depth >= mailbox.bound and sender is not None and sender is not cell and not cell.blocked:
             if not sender.blocked:
                 sender.blocked = True
                 self.event(
                     "backpressure",
                     sender.agent_id,
-                    {
-                        "target": cell.agent_id,
-                        "mailbox_depth": len(mailbox),
-                        "max_queue_size": cell.max_queue,
-                    },
+                    {"target": cell.agent_id, "mailbox_depth": depth, "max_queue_size": mailbox.bound},
                 )
-            if cell.waiters is None:
-                cell.waiters = []
-            cell.waiters.append(sender)
-        if not cell.scheduled and not cell.paused and not cell.blocked:
+            mailbox.hold(sender)
+        if not cell.scheduled and not cell.paused and not cell.blocked and not self.halted:
             cell.scheduled = True
-            self.runtime.scheduler.ready(cell)
+            self.host.scheduler.ready(cell)
 
     def dead_letter(self, agent_id: str, message: Message, reason: str) -> None:
         """Keep an undeliverable message as a ``dead_letter`` event (listable, re-drivable)."""
         self.event("dead_letter", agent_id, None, {"reason": reason, "message": message.to_dict()})
 
+    # -- control --------------------------------------------------------------------
+
+    def live_cells(self) -> list[AgentCell]:
+        return [c for c in self.cells.values() if not c.terminal]
+
+    def pause(self) -> int:
+        """Stop every live agent after its current message; returns how many were paused."""
+        if self.status is not JobStatus.RUNNING:
+            raise JobStateError(
+                self.job_id, f"job {self.job_id} is not running (status: {self.status.value})"
+            )
+        self.status = job_move(self.job_id, self.status, JobStatus.PAUSED)
+        cells = self.live_cells()
+        for cell in cells:
+            cell.pause()
+        self.event("job_paused", None, None, {"agents": len(cells)})
+        self.touch()
+        return len(cells)
+
+    def resume(self) -> tuple[int, int]:
+        """Let paused agents go on; returns ``(agents, backlog)``."""
+        if self.status is not JobStatus.PAUSED:
+            raise JobStateError(self.job_id, f"job {self.job_id} is not paused (status: {self.status.value})")
+        self.status = job_move(self.job_id, self.status, JobStatus.RUNNING)
+        cells = [c for c in self.cells.values() if c.paused]
+        backlog = sum(cell.resume() for cell in cells)
+        self.event("job_resumed", None, None, {"agents": len(cells), "backlog": backlog})
+        self.touch()
+        return len(cells), backlog
+
+    def crashed(self, cell: AgentCell, error: str, message: Message) -> bool:
+        """Apply the job's ``recovery_mode`` to an agent whose handler crashed.
+
+        ``local_restart``: rebuild the agent from its state and hand it the message again, at
+        most ``max_agent_restart_attempts`` times. ``manual_recover``: put the message back and
+        pause the job for an operator. Returns False when the job must fail instead.
+        """
+        mode = self.manifest.recovery_mode
+        if mode == "manual_recover":
+            cell.requeue(message, error)
+            self.event("agent_crashed", cell.agent_id, {"error": error, "recovery_mode": mode})
+            if self.status is JobStatus.RUNNING:
+                self.pause()
+            return True
+        limit = restart_limit(self.manifest.policies)
+        if cell.restarts >= limit:
+            cell.last_error = f"agent {cell.agent_id} exceeded restart attempts ({limit}): {error}"
+            return False
+        self.event(
+            "agent_recovery_started", cell.agent_id, None, {"attempt": cell.restarts + 1, "error": error}
+        )
+        cell.replace_agent(create_agent(cell.node, cell))
+        cell.requeue(message)
+        self.event("agent_recovered", cell.agent_id, None, {"attempt": cell.restarts})
+        return True
+
+    # -- stalls ---------------------------------------------------------------------
+
+    def check_stall(self) -> None:
+        """Called when the runtime's run queue is empty: a running job with no handler in
+        flight can then only go on through a message from outside. Daemons wait by design."""
+        if self.status is not JobStatus.RUNNING or self.halted or self.in_flight or self.stall.info:
+            return
+        if self.manifest.daemon:
+            return
+        waiting = [
+            {"agent_id": c.agent_id, "waiting_for": why}
+            for c in self.cells.values()
+            if not c.terminal and (why := waiting_for(c.agent)) is not None
+        ]
+        held = sorted(c.agent_id for c in self.cells.values() if c.blocked and c.mailbox)
+        report = self.stall.begin(waiting, held)
+        self.event("job_stalled", None, None, {"reason": report["reason"], "waiting": report["waiting"]})
+        self.touch()
+
     # -- termination ----------------------------------------------------------------
 
     def complete(self, agent_id: str, output: Any) -> None:
+        if self.terminal:
+            return
         cell = self.cells.get(agent_id)
-        if self._terminate("completed", {"agent_id": agent_id, "output": output}):
-            if cell is not None:
-                cell.status = states.COMPLETED
+        if cell is not None:
+            cell.move(AgentStatus.COMPLETED)
+        if self._terminate(JobStatus.COMPLETED, {"agent_id": agent_id, "output": output}):
             self.event("job_completed", agent_id, None, {"result": output})
             self._finish()
 
@@ -271,7 +384,7 @@ class JobRun:
         result: dict[str, Any] = {"agent_id": agent_id, "error": error}
         if details:
             result["details"] = details
-        if self._terminate("failed", result):
+        if self._terminate(JobStatus.FAILED, result):
             self.error = error
             self.event("job_failed", agent_id, None, {"reason": error})
             self._finish()
@@ -286,76 +399,78 @@ class JobRun:
             return
         self.store_error = reason
         if not self.terminal:
-            self.fail(FAILED_BY, reason)
+            self.fail(batches.FAILED_BY, reason)
             return
         if self.done.done():
             return  # too late to change what waiters were told; the store says failed
-        self.status = "failed"
-        self.result = {"agent_id": FAILED_BY, "error": reason}
+        self.status = JobStatus.FAILED
+        self.result = {"agent_id": batches.FAILED_BY, "error": reason}
         self.error = reason
         self.event("job_failed", None, None, {"reason": reason})
         self.touch()
 
     def cancel(self, reason: str) -> None:
-        if self._terminate("cancelled", {"reason": reason}):
+        if self._terminate(JobStatus.CANCELLED, {"reason": reason}):
             self.event("job_cancelled", None, None, {"reason": reason})
             self._finish()
 
-    def _terminate(self, status: str, result: Any) -> bool:
+    def _terminate(self, status: JobStatus, result: Any) -> bool:
         if self.terminal:
             return False
-        self.terminal = True
-        self.status = status
+        self.status = job_move(self.job_id, self.status, status)
+        self.terminal = self.halted = True
         self.result = result
-        dropped = 0
-        for cell in self.cells.values():
-            dropped += len(cell.mailbox)
-            if cell.mailbox:
-                cell.mailbox.clear()
-            if cell.status not in states.TERMINAL_AGENT_STATES:
-                # An agent still in a handler (an executor's script) is "stopping" until it unwinds.
-                # Its stored snapshot is not rewritten just for this: readers of an ended job
-                # derive the final status (see ``final_agent_views``); only changed agents are saved.
-                cell.status = states.STOPPING if cell.task is not None else self._stopped_state()
-            else:
-                cell.dirty = True
+        final = final_agent_status(status)
+        dropped = sum(cell.stop(final) for cell in self.cells.values())
         if dropped:
-            self.event("mailbox_cleared", None, {"count": dropped, "reason": status})
+            self.event("mailbox_cleared", None, {"count": dropped, "reason": status.value})
         self.touch()
+        self.stall.end()
         return True
 
-    def _stopped_state(self) -> str:
-        return states.CANCELLED if self.status == "cancelled" else states.STOPPED
-
     def _finish(self) -> None:
-        self.runtime.spawn(self._finalize())
+        self.host.spawn(self._finalize())
 
     async def _finalize(self) -> None:
         """Stop agents (killing child processes), persist the final state, wake waiters."""
         await self._stop_agents()
+        final = final_agent_status(self.status)
         for cell in self.cells.values():
             if cell.agent is not None and cell.agent.is_async:
-                cell.dirty = True  # stopping may have changed its state; the others are saved already
-                if cell.status not in states.TERMINAL_AGENT_STATES:
-                    cell.status = self._stopped_state()
+                cell.stopped(final)
         self.record_dirty = True
-        self.runtime.writer.mark(self)
+        self.host.writer.mark(self)
         try:
-            await self.runtime.writer.flush()
+            await self.host.writer.flush()
         finally:
             self.publish(None)
             if not self.done.done():
                 self.done.set_result(self.record())
-            self.runtime.job_finished(self)
+            self.host.release(self.job_id)
 
-    async def suspend(self) -> None:
-        """Stop every agent at a message boundary without ending the job (it stays recoverable)."""
+    async def suspend(self, reason: str) -> bool:
+        """Stop every agent at a message boundary without ending the job: ``mn job recover``
+        resumes it from there. Returns False for a job that already ended."""
+        if self.terminal or self.status is JobStatus.SUSPENDED:
+            return False
+        self.halted = True
+        self.host.scheduler.forget(lambda cell: getattr(cell, "job", None) is self)
         await self._stop_agents()  # a handler cancelled here puts its message back (AgentCell._drain_async)
+        if self.terminal:  # it ended while its handlers stopped
+            return False
+        self.suspended_from = self.status if self.status is not JobStatus.PENDING else JobStatus.RUNNING
+        self.status = job_move(self.job_id, self.status, JobStatus.SUSPENDED)
         for cell in self.cells.values():
             cell.dirty = True
-        self.record_dirty = True
-        self.runtime.writer.mark(self)
-        self.runtime.jobs.pop(self.job_id, None)
+        self.event(
+            "job_suspended", None, None, {"reason": reason, "resume_with": f"mn job recover {self.job_id}"}
+        )
+        self.touch()
+        self.host.release(self.job_id)
+        self.publish(None)
+        if not self.gone.done():
+            self.gone.set_result(f"job {self.job_id} was suspended: {reason}")
+        return True
 
     async def _stop_agents(self) -> None:
         """Cancel running handlers and stop async agents (their scripts), waiting, bounded, for both.
@@ -376,21 +491,3 @@ class JobRun:
                 await asyncio.gather(*stops, *tasks, return_exceptions=True)
         except TimeoutError:
             self.event("agents_stop_timeout", None, {"seconds": STOP_TIMEOUT})
-
-
-def final_agent_views(record: dict[str, Any], snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Agent snapshots of a stored job, with the status an ended job's agents really have.
-
-    When a job ends, agents whose state did not change are not written again; an agent the
-    store still shows as live was stopped (or cancelled) with its job.
-    """
-    status = record.get("status")
-    if status not in TERMINAL_STATUSES:
-        return snapshots
-    final = states.CANCELLED if status == "cancelled" else states.STOPPED
-    for snap in snapshots:
-        if snap.get("status") not in states.TERMINAL_AGENT_STATES:
-            snap["status"] = final
-            snap["mailbox_depth"] = 0
-            snap.get("metadata", {})["paused"] = False
-    return snapshots

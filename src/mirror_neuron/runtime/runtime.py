@@ -8,32 +8,29 @@ Jobs hosted here are answered from memory; jobs hosted by another process (anoth
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import gc
+import os
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from .._time import iso, now_iso
 from ..agents import preflight
-from ..bundle import load_bundle
 from ..bundle.model import Bundle
 from ..config import Config
-from ..errors import JobNotFound, JobTimeout, StoreError
+from ..errors import StoreError
 from ..execution import LeaseManager, UnsafeTempDir, sweep_stale_runs
 from ..ids import job_id as new_job_id
 from ..store import MemoryStore, open_store
-from ..store.base import TERMINAL_STATUSES, Store, WriteBatch
+from ..store.base import Store, WriteBatch
+from ..validation import load_bundle
 from . import remote
-from .job import JobRun, final_agent_views
-from .operations import Operations
+from .controller import Control
+from .host import Host
+from .job import JobRun
+from .reads import JobReader
 from .scheduler import Scheduler
 from .writer import StoreWriter
-
-POLL_START = 0.01
-#: Events buffered per live follower before it falls back to reading the store.
-FOLLOW_BUFFER = 10_000
-POLL_MAX = 0.25
 
 _gc_users = 0
 _gc_saved: tuple[int, int, int] | None = None
@@ -59,14 +56,12 @@ def _restore_gc(threshold: int | None) -> None:
         gc.set_threshold(*_gc_saved)
 
 
-def _window(ids: list[str], after: str | None, limit: int | None) -> slice:
-    """The page of sorted ``ids``: those above ``after`` (all when ``None``), at most ``limit``."""
-    start = 0 if after is None else bisect.bisect_right(ids, after)
-    return slice(start, None if limit is None else start + limit)
+class Runtime:
+    """Hosts jobs. Use as an async context manager, or call :meth:`start` / :meth:`close`.
 
-
-class Runtime(Operations):
-    """Hosts jobs. Use as an async context manager, or call :meth:`start` / :meth:`close`."""
+    Reads (``inspect_job``, ``events``, ``wait``, …) answer for any job of the store;
+    operator actions are on :attr:`control` (``await rt.control.pause(job_id)``).
+    """
 
     def __init__(self, config: Config | None = None, *, store: Store | None = None) -> None:
         self.config = config or Config()
@@ -79,11 +74,33 @@ class Runtime(Operations):
             self.store, self.scheduler, self.config.flush_interval, self.config.flush_max_events
         )
         self.writer.on_error = self._store_failed
+        self.scheduler.on_idle = self._quiet
+        self.host = Host(
+            config=self.config,
+            store=self.store,
+            writer=self.writer,
+            scheduler=self.scheduler,
+            services=self.services,
+            spawn=self.spawn,
+            release=self._release,
+            control_endpoint=lambda: self.control_endpoint,
+        )
+        self.reader = JobReader(
+            self.store, self.jobs, flush=self.writer.flush, heartbeat_interval=self.config.heartbeat_interval
+        )
+        self.control = Control(
+            self.host, self.jobs, self.reader, started=self.start, describe=self.inspect_node
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._driver: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
         self._control: remote.ControlServer | None = None
+
+    @property
+    def durable(self) -> bool:
+        """True when jobs outlive this process (a store other than ``memory://``)."""
+        return not isinstance(self.store, MemoryStore)
 
     @property
     def control_endpoint(self) -> str | None:
@@ -95,7 +112,7 @@ class Runtime(Operations):
     async def start(self) -> Runtime:
         if self._driver is None:
             if self.config.control and not isinstance(self.store, MemoryStore):
-                self._control = remote.ControlServer(self._serve_control)
+                self._control = remote.ControlServer(self.control.serve)
                 await self._control.start()
             # What a runtime killed with -9 left in the temp dir (staging trees, its /etc copy).
             # An unsafe temp dir is not touched; executor runs report it when they need it.
@@ -112,6 +129,20 @@ class Runtime(Operations):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def suspend(self, reason: str) -> list[str]:
+        """Suspend every job hosted here at a message boundary (running scripts are stopped).
+
+        Each gets a ``job_suspended`` event and the status ``suspended``, and stays in the
+        store for ``mn job recover`` (or the next ``mn serve``) to resume. Returns their ids.
+        """
+        suspended = []
+        for job in list(self.jobs.values()):
+            if await job.suspend(reason):
+                suspended.append(job.job_id)
+        if suspended:
+            await self.writer.flush()
+        return suspended
+
     async def close(self, *, keep_jobs: bool = False) -> None:
         """Stop hosting, flush everything and close the store.
 
@@ -122,11 +153,10 @@ class Runtime(Operations):
         if self._closed:
             return
         self._closed = True
+        if keep_jobs:
+            await self.suspend("the runtime hosting it stopped")
         for job in list(self.jobs.values()):
-            if keep_jobs:
-                await job.suspend()
-            else:
-                job.fail("job_runner", "runtime stopped before the job finished")
+            job.fail("job_runner", "runtime stopped before the job finished")
         if keep_jobs:
             for task in self._tasks:  # e.g. waiters on suspended jobs, which will not end here
                 task.cancel()
@@ -175,8 +205,25 @@ class Runtime(Operations):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def job_finished(self, job: JobRun) -> None:
-        self.jobs.pop(job.job_id, None)
+    def _release(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    def _quiet(self) -> None:
+        """The run queue is empty: a job hosted here may now be unable to go on by itself."""
+        for job in self.jobs.values():
+            job.check_stall()
+
+    def inspect_node(self) -> dict[str, Any]:
+        """This runtime: its name, the jobs it hosts and its executor pools (with live usage)."""
+        return {
+            "name": self.config.node_name,
+            "pid": os.getpid(),
+            "control": self.control_endpoint,
+            "store": self.store.url,
+            "jobs": sorted(self.jobs),
+            "executor_pools": self.services["leases"].stats(),
+            "health": self.health(),
+        }
 
     async def _beat(self) -> None:
         while True:
@@ -197,7 +244,7 @@ class Runtime(Operations):
         bundle = source if isinstance(source, Bundle) else await asyncio.to_thread(load_bundle, source)
         await asyncio.to_thread(preflight, bundle, self.config)  # stats upload sources, may probe bwrap
         job_id = job_id or new_job_id(bundle.manifest.graph_id)
-        job = JobRun(self, bundle, job_id)
+        job = JobRun(self.host, bundle, job_id)
         try:
             await self.writer.run_blocking(
                 self._create, job.record(), bundle if self.store.blocking else None
@@ -228,117 +275,42 @@ class Runtime(Operations):
         job_id = await self.submit(source)
         return job_id, await self.wait(job_id, timeout)
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """The terminal job record, as soon as the job is completed, failed or cancelled."""
-        job = self.jobs.get(job_id)
-        try:
-            async with asyncio.timeout(timeout):
-                if job is not None:
-                    return await asyncio.shield(job.done)
-                return await self._poll_terminal(job_id)
-        except TimeoutError:
-            raise JobTimeout(job_id, timeout) from None
+    async def wait(
+        self, job_id: str, timeout: float | None = None, *, idle_timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The terminal job record, as soon as the job is completed, failed or cancelled.
 
-    async def _poll_terminal(self, job_id: str) -> dict[str, Any]:
-        delay = POLL_START
-        while True:
-            record = await self._read(self.store.get_job, job_id)
-            if record is None:
-                raise JobNotFound(job_id)
-            if record.get("status") in TERMINAL_STATUSES:
-                return record
-            job = self.jobs.get(job_id)
-            if job is not None:  # it started here meanwhile
-                return await asyncio.shield(job.done)
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, POLL_MAX)
-
-    async def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.store.blocking:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
-
-    # -- inspection -----------------------------------------------------------------
+        With ``idle_timeout``, a job hosted here that has been stalled that long (nothing
+        queued, no handler running: see ``job_stalled``) fails with the reason. Raises
+        ``JobTimeout``, ``JobNotFound``, or ``JobOrphaned`` when the job's runtime is gone.
+        """
+        return await self.reader.wait(job_id, timeout, idle_timeout=idle_timeout)
 
     async def inspect_job(self, job_id: str) -> dict[str, Any]:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            return job.record()
-        record = await self._read(self.store.get_job, job_id)
-        if record is None:
-            raise JobNotFound(job_id)
-        return record
+        return await self.reader.inspect_job(job_id)
 
     async def inspect_agents(
         self, job_id: str, *, after: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Agent views sorted by id: those with an id above ``after``, at most ``limit``.
-
-        Paging matters for big jobs: only the agents of the page are snapshotted, so a
-        1e6-agent job does not cost a 1e6-snapshot answer per call.
-        """
-        job = self.jobs.get(job_id)
-        if job is not None:
-            ids = sorted(job.cells)
-            return [job.cells[k].snapshot() for k in ids[_window(ids, after, limit)]]
-        record = await self._read(self.store.get_job, job_id)
-        if record is None:
-            raise JobNotFound(job_id)
-        views = final_agent_views(record, await self._read(self.store.get_agents, job_id))
-        ids = [str(v.get("agent_id")) for v in views]  # the store sorts them by id
-        return views[_window(ids, after, limit)]
+        """Agent views sorted by id: those with an id above ``after``, at most ``limit``."""
+        return await self.reader.inspect_agents(job_id, after=after, limit=limit)
 
     async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            await self.writer.flush()
-        elif await self._read(self.store.get_job, job_id) is None:
-            raise JobNotFound(job_id)
-        return await self._read(self.store.read_events, job_id, after=after, limit=limit)
+        return await self.reader.events(job_id, after=after, limit=limit)
 
-    async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
-        """Events with ``seq > after`` as they happen, ending after the job's terminal event.
-
-        Never skips or repeats an event: stored events are read first, then live ones are
-        taken from the job (or, for a job hosted elsewhere, polled from the store), and
-        anything at or below the last delivered ``seq`` is dropped.
-        """
-        job = self.jobs.get(job_id)
-        queue: asyncio.Queue[Any] | None = None
-        if job is not None:
-            queue = asyncio.Queue(maxsize=FOLLOW_BUFFER)
-            job.listeners.append(queue)
-        try:
-            last = after
-            for event in await self.events(job_id, after=after):
-                last = event["seq"]
-                yield event
-            if queue is not None:
-                while not (queue.empty() and getattr(queue, "lagging", False)):
-                    item = await queue.get()
-                    if item is None:
-                        return
-                    if item.seq > last:
-                        last = item.seq
-                        yield item.to_dict()
-                # Fell behind: the job dropped this follower; read on from the store.
-            delay = POLL_START
-            while True:
-                record = await self._read(self.store.get_job, job_id)
-                batch = await self._read(self.store.read_events, job_id, after=last)
-                for event in batch:
-                    last = event["seq"]
-                    yield event
-                if record is None or (record.get("status") in TERMINAL_STATUSES and not batch):
-                    return
-                delay = POLL_START if batch else min(delay * 1.5, POLL_MAX)
-                await asyncio.sleep(delay)
-        finally:
-            if job is not None and queue is not None and queue in job.listeners:
-                job.listeners.remove(queue)
+    def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Events with ``seq > after`` as they happen, ending after the job's terminal event."""
+        return self.reader.follow(job_id, after=after)
 
     async def list_jobs(
-        self, *, limit: int | None = None, include_terminal: bool = True
+        self,
+        *,
+        limit: int | None = None,
+        include_terminal: bool = True,
+        status: str | list[str] | tuple[str, ...] | frozenset[str] | None = None,
+        cursor: str | None = None,
     ) -> list[dict[str, Any]]:
-        await self.writer.flush()
-        return await self._read(self.store.list_jobs, limit=limit, include_terminal=include_terminal)
+        """The store's ``list_jobs`` (a ``JobList``: with ``limit``, its ``next_cursor`` pages on)."""
+        return await self.reader.list_jobs(
+            limit=limit, include_terminal=include_terminal, status=status, cursor=cursor
+        )

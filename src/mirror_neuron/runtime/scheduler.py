@@ -9,24 +9,56 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .cell import AgentCell
+
+class Runnable(Protocol):
+    """An agent cell as the run queue sees it."""
+
+    agent_id: str
+    scheduled: bool
+
+    @property
+    def runnable(self) -> bool: ...
+
+    def run_slice(self, limit: int) -> int: ...
+
+    def after_slice(self) -> None: ...
+
+    def crashed_runtime(self, error: str) -> None: ...
 
 
 class Scheduler:
     def __init__(self, batch: int = 64, round_budget: int = 4096) -> None:
         self.batch = batch
         self.round_budget = round_budget
-        self.runq: deque[AgentCell] = deque()
+        self.runq: deque[Runnable] = deque()
         self._waiter: asyncio.Future[None] | None = None
         #: Awaited between rounds when set (the store writer's backpressure).
         self.gate: asyncio.Future[None] | None = None
         self.processed = 0
+        #: Called whenever the run queue runs dry (the runtime looks for stalled jobs then).
+        self.on_idle: Callable[[], None] | None = None
 
-    def ready(self, cell: AgentCell) -> None:
+    def ready(self, cell: Runnable) -> None:
         self.runq.append(cell)
+        self._wake()
+
+    def forget(self, which: Callable[[Runnable], bool]) -> None:
+        """Drop the queued cells ``which`` selects (their job was suspended); they keep their mail."""
+        kept = [cell for cell in self.runq if not which(cell)]
+        for cell in self.runq:
+            if which(cell):
+                cell.scheduled = False
+        self.runq.clear()
+        self.runq.extend(kept)
+
+    def nudge(self) -> None:
+        """Something outside the run queue changed (a handler task ended): look again."""
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -39,6 +71,10 @@ class Scheduler:
         batch = self.batch
         while True:
             if not runq:
+                if self.on_idle is not None:
+                    self.on_idle()
+                    if runq:
+                        continue
                 self._waiter = loop.create_future()
                 await self._waiter
                 continue
@@ -49,11 +85,9 @@ class Scheduler:
                     if cell.runnable:
                         budget -= cell.run_slice(batch) or 1
                     else:
-                        cell.scheduled = False
-                        cell._after_slice()
+                        cell.after_slice()
                 except Exception as exc:  # a runtime bug must fail its job, never the scheduler
-                    cell.scheduled = False
-                    cell.job.fail(cell.agent_id, f"internal error in agent {cell.agent_id}: {exc!r}")
+                    cell.crashed_runtime(f"internal error in agent {cell.agent_id}: {exc!r}")
             self.processed += self.round_budget - budget
             gate = self.gate
             if gate is not None and not gate.done():

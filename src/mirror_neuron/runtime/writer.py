@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .._time import iso
 from ..errors import StoreError
@@ -37,8 +37,24 @@ from ..store.base import Store, WriteBatch
 from . import batches
 
 if TYPE_CHECKING:
-    from .job import JobRun
     from .scheduler import Scheduler
+
+
+class Committable(Protocol):
+    """A job as the writer sees it (:class:`~.job.JobRun` is one)."""
+
+    job_id: str
+    #: Queued for the next batch.
+    dirty: bool
+    #: Why the store refused this job's data (its writes are then kept to a safe minimum).
+    store_error: str | None
+    pending_events: list[Any]
+
+    def collect(self, batch: WriteBatch) -> None:
+        """Add everything that changed since the last batch to ``batch``."""
+
+    def storage_failed(self, reason: str) -> None: ...
+
 
 log = logging.getLogger("mirror_neuron.store")
 
@@ -76,7 +92,7 @@ class _Held:
 
     serial: int
     batch: WriteBatch
-    jobs: list[JobRun]
+    jobs: list[Committable]
 
 
 class StoreWriter:
@@ -85,7 +101,7 @@ class StoreWriter:
         self.scheduler = scheduler
         self.interval = interval
         self.max_events = max_events
-        self._dirty: list[JobRun] = []
+        self._dirty: list[Committable] = []
         self._pending_events = 0
         self._timer: asyncio.TimerHandle | None = None
         self._executor = (
@@ -113,7 +129,7 @@ class StoreWriter:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def mark(self, job: JobRun) -> None:
+    def mark(self, job: Committable) -> None:
         if not job.dirty:
             job.dirty = True
             self._dirty.append(job)
@@ -126,41 +142,16 @@ class StoreWriter:
         self._timer = None
         self._start_flush()
 
-    def _collect(self) -> tuple[WriteBatch, list[JobRun]]:
+    def _collect(self) -> tuple[WriteBatch, list[Committable]]:
         batch = WriteBatch()
         jobs, self._dirty = self._dirty, []
         for job in jobs:
             job.dirty = False
-            if job.store_error is not None:
-                _collect_failed(batch, job)
-                continue
-            if job.pending_events:
-                batch.events[job.job_id] = job.pending_events
-                job.pending_events = []
-            snaps = []
-            mail: list[tuple[str, int, dict[str, Any]]] = []
-            consumed: dict[str, int] = {}
-            for cell in job.cells.values():
-                if cell.dirty and not job.keep_snapshots:
-                    cell.dirty = False
-                    snaps.append(cell.snapshot())
-                    mail += cell.unsaved_log()
-                    if cell.appended > cell.persisted and not job.terminal:
-                        mail += cell.unsaved_mail()
-                    upto = cell.appended if job.terminal else cell.taken
-                    if upto > cell.pruned:
-                        consumed[cell.agent_id] = cell.pruned = upto
-            if snaps:
-                batch.agents[job.job_id] = snaps
-            if mail:
-                batch.messages[job.job_id] = mail
-            if consumed:
-                batch.consumed[job.job_id] = consumed
-            if job.blobs:
-                batch.blobs[job.job_id], job.blobs = job.blobs, {}
-            if job.record_dirty:
-                job.record_dirty = False
-                batch.jobs.append(job.record())
+            try:
+                job.collect(batch)
+            except Exception as exc:  # a bug must fail its job, never stop every write
+                log.exception("collecting the changes of job %s failed", job.job_id)
+                job.storage_failed(f"internal error while saving the job: {exc!r}")
         return batch, jobs
 
     def _start_flush(self) -> asyncio.Future[Outcome]:
@@ -271,7 +262,7 @@ class StoreWriter:
 
     # -- back on the event loop ------------------------------------------------------------
 
-    def _on_written(self, fut: asyncio.Future[Outcome], serial: int, jobs: list[JobRun]) -> None:
+    def _on_written(self, fut: asyncio.Future[Outcome], serial: int, jobs: list[Committable]) -> None:
         self._in_flight.remove(fut)
         gate = self.scheduler.gate
         if gate is not None and gate.done() and len(self._in_flight) < MAX_IN_FLIGHT:
@@ -280,12 +271,12 @@ class StoreWriter:
             self._settle(fut.result(), serial, jobs)
 
     def _settle_inline(
-        self, fut: asyncio.Future[Outcome], outcome: Outcome, serial: int, jobs: list[JobRun]
+        self, fut: asyncio.Future[Outcome], outcome: Outcome, serial: int, jobs: list[Committable]
     ) -> None:
         self._settle(outcome, serial, jobs)
         fut.set_result(outcome)
 
-    def _settle(self, outcome: Outcome, serial: int, jobs: list[JobRun]) -> None:
+    def _settle(self, outcome: Outcome, serial: int, jobs: list[Committable]) -> None:
         """Apply a batch's outcome: fail the jobs the store refused, hold back what was not written."""
         if outcome.failed:
             by_id = {job.job_id: job for job in jobs}
@@ -358,7 +349,7 @@ class StoreWriter:
             self._settle(outcome, serial, jobs)
             return self.degraded is None
 
-    def _take_held(self) -> tuple[WriteBatch, list[JobRun], int]:
+    def _take_held(self) -> tuple[WriteBatch, list[Committable], int]:
         """Everything held back, as one batch in its original order, its jobs and first serial."""
         held = sorted(self._held, key=lambda h: h.serial)
         self._held = []
@@ -382,7 +373,7 @@ class StoreWriter:
             self._failed_jobs = False
             await self._start_flush()
 
-    async def commit(self, job: JobRun) -> None:
+    async def commit(self, job: Committable) -> None:
         """Flush, then raise StoreError unless what was marked for ``job`` is stored.
 
         For acknowledgements that promise durability (a sent message, a status change):
@@ -423,23 +414,6 @@ class StoreWriter:
             self._retry_task.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-
-
-def _collect_failed(batch: WriteBatch, job: JobRun) -> None:
-    """A job whose data the store refused: only its record and events (made safe) are written.
-
-    Its snapshots, mail and blobs are dropped, since one of them is likely what the store
-    refused, and a failed job is never resumed from them.
-    """
-    if job.pending_events:
-        batch.events[job.job_id] = batches.safe_events(job.pending_events)
-        job.pending_events = []
-    for cell in job.cells.values():
-        cell.dirty = False
-    job.blobs = {}
-    if job.record_dirty:
-        job.record_dirty = False
-        batch.jobs.append(job.record())
 
 
 def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[Outcome]:

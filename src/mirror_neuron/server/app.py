@@ -18,14 +18,16 @@ from fastapi.openapi.utils import get_openapi
 from ..config import Config
 from ..policy import ExecutionPolicy
 from ..runtime import Runtime
-from .auth import BearerAuth, LocalOnly
+from .auth import TOKEN_ENV, BearerAuth, LocalOnly
+from .docs import DOCS_PATHS, install_docs
 from .errors import install_error_handlers
 from .middleware import BodyLimit
 from .routes import router
 from .settings import ServerSettings
 from .upload import Uploads
 
-OPEN_PATHS = frozenset({"/api/v1/health"})
+#: Paths any caller may use without the API token: the health probe and the documentation.
+OPEN_PATHS = frozenset({"/api/v1/health", *DOCS_PATHS})
 
 
 def create_app(config: Config | None = None, settings: ServerSettings | None = None) -> FastAPI:
@@ -48,7 +50,7 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
         try:
             await runtime.start()
             # Jobs whose runtime died (or a previous server) go on here.
-            await runtime.recover_orphans()
+            await runtime.control.recover_orphans()
             # Then their bundles get an owner again, and a killed server's leftovers go.
             await uploads.sweep(runtime)
             app.state.runtime = runtime
@@ -64,7 +66,10 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
         version=_version(),
         description="Submit, inspect and control MirrorNeuron jobs hosted by `mn serve`.",
         lifespan=lifespan,
+        docs_url=None,  # replaced by install_docs: the same pages, without a CDN
+        redoc_url=None,
     )
+    install_docs(app, app.title)
     app.state.settings = settings
     app.state.manifest_limits = manifest_limits
     app.include_router(router)
@@ -96,7 +101,11 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schema.setdefault("components", {})["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer"}
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": f"The server's API token (`mn serve --token` or {TOKEN_ENV}).",
+            }
         }
         schema["security"] = [{"bearer": []}]
         schema["paths"]["/api/v1/health"]["get"]["security"] = []

@@ -2,7 +2,8 @@
 
 The server binds 127.0.0.1 by default. Listening anywhere else without a token would
 hand job submission (which runs bundle code) to the network, so :func:`check_bind`
-refuses it. With a token, every request but the health probe must carry
+refuses it. With a token, every request but the health probe and the API documentation
+(pages, their assets and the OpenAPI document: see :mod:`.docs`) must carry
 ``Authorization: Bearer <token>``; the token is compared in constant time and never
 logged or echoed. A token must be worth having: :func:`check_token` refuses short ones
 and ones with whitespace (a token of ``" "`` was accepted once, which is no protection).

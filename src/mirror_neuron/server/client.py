@@ -10,9 +10,9 @@ import io
 import os
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -78,7 +78,8 @@ class ServerClient:
 
     def upload(self, root: Path) -> dict[str, Any]:
         files = {"bundle": (f"{root.name}.zip", zip_bundle(root), "application/zip")}
-        return self.request("POST", "/jobs/upload", files=files)
+        uploaded: dict[str, Any] = self.request("POST", "/jobs/upload", files=files)
+        return uploaded
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The terminal record; :class:`JobTimeout` after ``timeout`` seconds."""
@@ -89,12 +90,42 @@ class ServerClient:
                 raise JobTimeout(job_id, timeout)
             response = self._send("GET", f"/jobs/{job_id}/wait", params={"timeout": left}, timeout=left + 10)
             if response.is_success:
-                return response.json()
+                return cast("dict[str, Any]", response.json())
             if response.status_code != 408:  # 408: not ended within this slice
                 raise _error(response)
 
+    def iter_jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        include_terminal: bool = True,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Summaries of every job (of ``status``), newest update first, one page at a time."""
+        params: dict[str, Any] = {"include_terminal": include_terminal}
+        if status is not None:
+            params["status"] = status if isinstance(status, str) else ",".join(status)
+        if page_size is not None:
+            params["limit"] = page_size
+        while True:
+            page = self.request("GET", "/jobs", params=params)
+            yield from page["data"]
+            if page.get("next_cursor") is None:
+                return
+            params = {**params, "cursor": page["next_cursor"]}
+
+    def jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        include_terminal: bool = True,
+        page_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return list(self.iter_jobs(status=status, include_terminal=include_terminal, page_size=page_size))
+
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/jobs/{job_id}/cancel")
+        cancelled: dict[str, Any] = self.request("POST", f"/jobs/{job_id}/cancel")
+        return cancelled
 
     def iter_agents(self, job_id: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every agent of the job, sorted by id, fetched one page at a time (see ``next``)."""

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import (
     ExecutionError,
+    InvalidCursor,
     JobStateError,
     JobTimeout,
     MailboxFull,
@@ -61,6 +62,7 @@ STATUS: tuple[tuple[type[MirrorNeuronError], int], ...] = (
     (MailboxFull, 429),
     (JobTimeout, 408),
     (ManifestError, 422),
+    (InvalidCursor, 422),
     (MessageError, 422),
     (UploadTooLarge, 413),
     (BadUpload, 400),

@@ -15,6 +15,25 @@ from typing import Any
 PRIVATE_REF_KEYS = ("job_path", "manifest_path")
 #: Top-level keys dropped from every record.
 PRIVATE_KEYS = ("control",)
+#: The fields of a record that job lists show (small, and none private).
+SUMMARY_KEYS = (
+    "job_id",
+    "status",
+    "graph_id",
+    "job_name",
+    "submitted_at",
+    "updated_at",
+    "heartbeat_at",
+    "node",
+    "agent_count",
+    "daemon",
+    "orphaned",
+)
+
+
+def job_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`SUMMARY_KEYS` that ``record`` has: what a job list shows of it."""
+    return {key: record[key] for key in SUMMARY_KEYS if key in record}
 
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -9,25 +9,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from ..runtime import Runtime
+from ..store.base import JOB_STATUSES, JobList
 from . import schemas as s
 from .limits import decode_body, decode_message
-from .records import public_record
+from .records import job_summary, public_record
 from .settings import ServerSettings
 from .stream import event_stream
 
 MAX_SEQ = 2**53  # JSON-safe and far below SQLite's integer range
 MAX_LIMIT = 100_000
 MAX_AGENT_PAGE = 10_000
+JOB_PAGE = 50
+MAX_JOB_PAGE = 500
+ALLOWED_STATUSES = ", ".join(sorted(JOB_STATUSES))
 
 JobId = Annotated[str, Path(description="Job id as returned by POST /jobs.")]
 AgentId = Annotated[str, Path(description="Agent (node) id within the job.")]
-Limit = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
 After = Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events with a larger seq.")]
 EventLimit = Annotated[
     int | None,
@@ -36,6 +40,20 @@ EventLimit = Annotated[
 AgentLimit = Annotated[
     int | None,
     Query(ge=1, le=MAX_AGENT_PAGE, description="Agents per page (default: the server's page size, 1,000)."),
+]
+JobLimit = Annotated[
+    int, Query(ge=1, le=MAX_JOB_PAGE, description=f"Jobs per page (at most {MAX_JOB_PAGE}).")
+]
+JobCursor = Annotated[
+    str | None,
+    Query(max_length=1024, description="Only the jobs after the page that gave this `next_cursor`."),
+]
+JobStatusFilter = Annotated[
+    list[str] | None,
+    Query(
+        description=f"Only jobs with this status ({ALLOWED_STATUSES}); several as a comma list "
+        "or by repeating the parameter."
+    ),
 ]
 AgentAfter = Annotated[
     str | None, Query(max_length=1024, description="Only agents whose id sorts after this one (`next`).")
@@ -57,11 +75,11 @@ router = APIRouter(prefix="/api/v1")
 
 
 def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    return cast(Runtime, request.app.state.runtime)
 
 
 def _settings(request: Request) -> ServerSettings:
-    return request.app.state.settings
+    return cast(ServerSettings, request.app.state.settings)
 
 
 @router.get(
@@ -90,7 +108,7 @@ async def summary(request: Request) -> dict[str, Any]:
 def _pools(rt: Runtime) -> dict[str, dict[str, int]]:
     leases = rt.services.get("leases")  # created by the first executor that runs
     if leases is not None:
-        return leases.stats()
+        return cast("dict[str, dict[str, int]]", leases.stats())
     return {
         name: {"capacity": cap, "in_use": 0, "available": cap, "queued": 0, "active": 0}
         for name, cap in rt.config.pools().items()
@@ -141,16 +159,41 @@ async def upload(
     tags=["jobs"],
     responses=s.JOB_ERRORS,
 )
-async def list_jobs(request: Request, limit: Limit = None, include_terminal: bool = True) -> dict[str, Any]:
-    """Jobs, most recently updated first."""
-    jobs = await _runtime(request).list_jobs(limit=limit, include_terminal=include_terminal)
-    return {"data": [public_record(job) for job in jobs]}
+async def list_jobs(
+    request: Request,
+    status: JobStatusFilter = None,
+    limit: JobLimit = JOB_PAGE,
+    cursor: JobCursor = None,
+    include_terminal: bool = True,
+) -> dict[str, Any]:
+    """Job summaries (``GET /jobs/{job_id}`` has the whole record), most recently updated
+    first, one page at a time: pass ``next_cursor`` as ``cursor`` (with the same filters)
+    for the next page. Jobs submitted while paging do not shift the pages: following the
+    cursors gives every job once."""
+    jobs = await _runtime(request).list_jobs(
+        limit=limit, include_terminal=include_terminal, status=_statuses(status), cursor=cursor
+    )
+    next_cursor = jobs.next_cursor if isinstance(jobs, JobList) else None
+    return {"data": [job_summary(job) for job in jobs], "next_cursor": next_cursor}
+
+
+def _statuses(values: list[str] | None) -> frozenset[str] | None:
+    """The ``status`` parameters as a set of statuses; a 422 naming the allowed ones for any other."""
+    if values is None:
+        return None
+    wanted = frozenset(part.strip() for value in values for part in value.split(","))
+    unknown = sorted(wanted - JOB_STATUSES)
+    if unknown:
+        named = ", ".join(repr(value[:40]) for value in unknown[:5])
+        message = f"unknown job status {named}; allowed: {ALLOWED_STATUSES}"
+        raise RequestValidationError([{"loc": ("query", "status"), "msg": message, "type": "value_error"}])
+    return wanted
 
 
 @router.post("/jobs/cleanup", response_model=s.Cleanup, tags=["jobs"], responses=s.JOB_ERRORS)
 async def cleanup(request: Request, all: bool = False) -> dict[str, Any]:
-    """Delete ended jobs (with ``all``, every job not running in this server)."""
-    return await _runtime(request).cleanup(all=all)
+    """Delete ended jobs; live jobs (running, paused, suspended) are never deleted, only listed."""
+    return await _runtime(request).control.cleanup(all=all)
 
 
 @router.get(
@@ -250,7 +293,7 @@ async def wait(
 )
 async def pause(request: Request, job_id: JobId) -> dict[str, Any]:
     """Pause a running job; returns once every agent is marked paused."""
-    return await _runtime(request).pause(job_id)
+    return await _runtime(request).control.pause(job_id)
 
 
 @router.post(
@@ -261,7 +304,7 @@ async def pause(request: Request, job_id: JobId) -> dict[str, Any]:
     responses=s.CONTROL_ERRORS,
 )
 async def resume(request: Request, job_id: JobId) -> dict[str, Any]:
-    return await _runtime(request).resume(job_id)
+    return await _runtime(request).control.resume(job_id)
 
 
 @router.post(
@@ -272,7 +315,7 @@ async def resume(request: Request, job_id: JobId) -> dict[str, Any]:
     responses=s.CONTROL_ERRORS,
 )
 async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
-    return await _runtime(request).cancel(job_id)
+    return await _runtime(request).control.cancel(job_id)
 
 
 @router.post(
@@ -296,7 +339,7 @@ async def send_message(request: Request, job_id: JobId, agent_id: AgentId) -> di
     """
     what = f"message to agent {agent_id} of job {job_id}"
     message = await asyncio.to_thread(decode_message, await request.body(), what)
-    return await _runtime(request).send_message(job_id, agent_id, message)
+    return await _runtime(request).control.send_message(job_id, agent_id, message)
 
 
 @router.get(
@@ -307,7 +350,7 @@ async def send_message(request: Request, job_id: JobId, agent_id: AgentId) -> di
     responses=s.JOB_ERRORS,
 )
 async def dead_letters(request: Request, job_id: JobId) -> dict[str, Any]:
-    return {"data": await _runtime(request).dead_letters(job_id)}
+    return {"data": await _runtime(request).control.dead_letters(job_id)}
 
 
 @router.post(
@@ -325,4 +368,4 @@ async def redrive(
     agent_id: Annotated[str | None, Query(description="Deliver to this agent instead.")] = None,
 ) -> dict[str, Any]:
     """Deliver a dead letter again, to its original agent or to ``agent_id``."""
-    return await _runtime(request).redrive(job_id, letter_id, agent_id)
+    return await _runtime(request).control.redrive(job_id, letter_id, agent_id)

@@ -85,13 +85,40 @@ class DeadLetter(Open):
     timestamp: str | None = None
 
 
+class SkippedJob(BaseModel):
+    job_id: str
+    status: str | None = None
+
+
 class Cleanup(BaseModel):
     deleted_count: int
     deleted_jobs: list[str]
+    #: Live jobs (running, paused, suspended), which cleanup never deletes.
+    skipped_jobs: list[SkippedJob] = []
+
+
+class JobSummary(BaseModel):
+    """A job as lists show it: no result, manifest reference or other large fields
+    (``GET /jobs/{job_id}`` has the whole record)."""
+
+    job_id: str
+    status: str | None = None
+    graph_id: str | None = None
+    job_name: str | None = None
+    submitted_at: str | None = None
+    updated_at: str | None = None
+    heartbeat_at: str | None = Field(None, description="Last sign of life of the runtime hosting it.")
+    node: str | None = Field(None, description="The node whose runtime hosts (or last hosted) it.")
+    agent_count: int | None = None
+    daemon: bool | None = None
+    orphaned: str | None = Field(None, description="Why a live job's runtime is gone (absent while it runs).")
 
 
 class JobList(BaseModel):
-    data: list[JobRecord]
+    data: list[JobSummary]
+    next_cursor: str | None = Field(
+        None, description="More jobs follow: pass this as `cursor` for the next page (null: no more)."
+    )
 
 
 class EventList(BaseModel):

@@ -2,38 +2,83 @@
 
 from __future__ import annotations
 
-import re
+import os
+import socket
 import sys
 
 from ..config import Config
+from ..errors import MirrorNeuronError
 from .app import create_app
 from .auth import check_bind
 from .settings import ServerSettings
 
 #: Seconds open connections (event streams) get to finish when the server stops.
 GRACEFUL_SHUTDOWN = 3
+#: Exit status when the app fails to start (uvicorn.run's).
+STARTUP_FAILURE = 3
+#: Pending connections the listening socket queues (uvicorn's default backlog).
+LISTEN_BACKLOG = 2048
 
 
 def serve(config: Config, settings: ServerSettings, *, log_level: str = "info") -> None:
     """Listen until interrupted. Refuses a non-loopback address without a token."""
     import uvicorn
 
+    from ..store import redact_url
+
     check_bind(settings.host, settings.token, settings.min_token_length)
-    check_store(config)
-    app = create_app(config, settings)
-    auth = "bearer token required" if settings.token else "no token: loopback only"
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    where = f"http://{host}:{settings.port}/api/v1"
-    print(f"mn serve: {where} ({auth}); docs at /docs; store {_redact(config.store_url)}", file=sys.stderr)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        ws="none",
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-    )
+    # The port first: a server that cannot listen must not recover (take over) any job.
+    sock = listen(settings.host, settings.port)
+    try:
+        check_store(config)
+        app = create_app(config, settings)
+        auth = "bearer token required" if settings.token else "no token: loopback only"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        where = f"http://{host}:{sock.getsockname()[1]}/api/v1"  # the port that --port 0 got
+        print(
+            f"mn serve: {where} ({auth}); docs at /docs; store {redact_url(config.store_url)}",
+            file=sys.stderr,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level=log_level,
+                ws="none",
+                server_header=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+            )
+        )
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C stops the server (as uvicorn.run has it)
+            pass
+    finally:
+        sock.close()
+    if not server.started:  # the app's start-up failed (uvicorn logged why), as uvicorn.run exits
+        sys.exit(STARTUP_FAILURE)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, for uvicorn to serve on.
+
+    It listens at once: only a listening socket holds the port against another ``mn serve``
+    (with SO_REUSEADDR, Linux lets two sockets bind one port while neither listens).
+
+    Raises MirrorNeuronError ("cannot listen on 127.0.0.1:4000: address already in use").
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: not past a live listener
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise MirrorNeuronError(f"cannot listen on {where}: {reason[:1].lower()}{reason[1:]}") from exc
+    return sock
 
 
 def check_store(config: Config) -> None:
@@ -45,8 +90,3 @@ def check_store(config: Config) -> None:
     from ..store import open_store
 
     open_store(config.store_url).close()
-
-
-def _redact(url: str) -> str:
-    """Hide credentials in a store URL (``redis://:secret@host`` → ``redis://***@host``)."""
-    return re.sub(r"//[^/@]*@", "//***@", url)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..config import DEFAULT_DB_NAME
 from ..errors import StoreError
 from .base import LIVE_STATUSES, TERMINAL_STATUSES, Store, WriteBatch
 from .memory import MemoryStore
@@ -31,32 +32,36 @@ __all__ = [
     "Store",
     "WriteBatch",
     "open_store",
+    "redact_url",
 ]
 
-#: File name used when the store location is a directory.
-DEFAULT_DB_NAME = "mirror_neuron.db"
 _DB_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 # Two or more letters, so that a Windows drive ("C:\\data") is not taken for a scheme.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?(.*)$", re.DOTALL)
+_CREDENTIALS = re.compile(r"//[^/@]*@")
+_PASSWORD_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _EXPECTED = "expected memory://, sqlite:///path/to/file.db, redis://host:port/db or a directory or .db path"
 
 
-def open_store(url: str | Path | None, *, data_dir: str | Path | None = None) -> Store:
+def open_store(url: str | Path | None, *, data_dir: str | Path | None = None, create: bool = True) -> Store:
     """Open the store that ``url`` names; with no URL, the SQLite file in ``data_dir``.
 
     ``data_dir`` defaults to the per-user data directory. Raises :class:`StoreError` for
-    a URL it does not understand or a location that cannot be opened.
+    a URL it does not understand or a location that cannot be opened. With ``create=False``
+    (for readers) a SQLite store that does not exist yet is :class:`StoreMissing` and
+    nothing is created on disk; a Redis server has to be reachable either way.
     """
     if url is None or (isinstance(url, str) and not url.strip()):
         from ..config import default_data_dir
 
-        return SQLiteStore(Path(data_dir if data_dir is not None else default_data_dir()) / DEFAULT_DB_NAME)
+        default = Path(data_dir if data_dir is not None else default_data_dir()) / DEFAULT_DB_NAME
+        return SQLiteStore(default, create=create)
     if isinstance(url, Path):
-        return _open_path(url)
+        return _open_path(url, create)
     text = url.strip()
     match = _SCHEME.match(text)
     if match is None:
-        return _open_path(Path(text))
+        return _open_path(Path(text), create)
     scheme, slashes, rest = match[1].lower(), match[2], match[3]
     if not slashes:
         raise StoreError(f"invalid store URL {text!r}: {_EXPECTED}")
@@ -65,10 +70,15 @@ def open_store(url: str | Path | None, *, data_dir: str | Path | None = None) ->
             raise StoreError(f"invalid store URL {text!r}: a memory store takes no location, use memory://")
         return MemoryStore()
     if scheme == "sqlite":
-        return SQLiteStore(_sqlite_path(text, rest))
+        return SQLiteStore(_sqlite_path(text, rest), create=create)
     if scheme in ("redis", "rediss", "unix"):
         return _open_redis(text)
     raise StoreError(f"unsupported store URL {text!r}: {_EXPECTED}")
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit to show: ``redis://:pw@host`` → ``redis://***@host``, ``?password=`` masked too."""
+    return _PASSWORD_QUERY.sub(r"\1***", _CREDENTIALS.sub("//***@", url))
 
 
 def _sqlite_path(url: str, rest: str) -> Path:
@@ -83,13 +93,13 @@ def _sqlite_path(url: str, rest: str) -> Path:
     return Path(rest).expanduser()
 
 
-def _open_path(path: Path) -> Store:
+def _open_path(path: Path, create: bool) -> Store:
     """A plain path: a database file by suffix, otherwise a directory that holds one."""
     path = path.expanduser()
     if path.suffix.lower() in _DB_SUFFIXES and not path.is_dir():
-        return SQLiteStore(path)
+        return SQLiteStore(path, create=create)
     if path.is_dir() or (not path.exists() and not path.suffix):
-        return SQLiteStore(path / DEFAULT_DB_NAME)
+        return SQLiteStore(path / DEFAULT_DB_NAME, create=create)
     raise StoreError(f"invalid store location {str(path)!r}: {_EXPECTED}")
 
 

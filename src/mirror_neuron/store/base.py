@@ -8,13 +8,92 @@ written from a worker thread; reads may come from any thread or process.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .._json import dumps, loads
+from ..errors import InvalidCursor
 from ..events import Event
+from ..states import LIVE_JOB_STATES, TERMINAL_JOB_STATES
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-LIVE_STATUSES = frozenset({"pending", "running", "paused"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(s.value for s in TERMINAL_JOB_STATES)
+LIVE_STATUSES: frozenset[str] = frozenset(s.value for s in LIVE_JOB_STATES)
+#: Every job status ``list_jobs`` can filter by.
+JOB_STATUSES: frozenset[str] = LIVE_STATUSES | TERMINAL_STATUSES
+
+
+class JobList(list[dict[str, Any]]):
+    """Job records as :meth:`Store.list_jobs` returns them, and where the next page starts.
+
+    ``next_cursor`` is set when ``limit`` left matching jobs out: pass it back as ``cursor``
+    for the jobs after the last one here, in the same order (``None``: there are no more).
+    A cursor holds the last job's place in the order (its update time and creation number),
+    not a position, so jobs added while paging shift nothing: every job that was there when
+    paging began comes exactly once. A job updated meanwhile moves to the front: it never
+    comes twice, but it is missed if the pages had not yet reached it.
+    """
+
+    __slots__ = ("next_cursor",)
+
+    def __init__(self, records: Iterable[dict[str, Any]] = (), next_cursor: str | None = None) -> None:
+        super().__init__(records)
+        self.next_cursor = next_cursor
+
+
+def recent_text(record: dict[str, Any]) -> str:
+    """What jobs are listed by, newest first: ``updated_at``, else ``submitted_at``, as text."""
+    for key in ("updated_at", "submitted_at"):
+        value = record.get(key)
+        if value is not None and value != "":
+            return value if isinstance(value, str) else str(value)
+    return ""
+
+
+def encode_cursor(recent: str, number: int) -> str:
+    """An opaque cursor for the place after a job: its :func:`recent_text` and creation number."""
+    return base64.urlsafe_b64encode(dumps([recent, number])).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[str, int]:
+    """The ``(recent text, creation number)`` in a cursor from :func:`encode_cursor`.
+
+    Raises:
+        InvalidCursor: ``cursor`` was not made by :func:`encode_cursor`.
+    """
+    try:
+        recent, number = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        recent = number = None
+    if not isinstance(recent, str) or type(number) is not int or number < 0:
+        raise InvalidCursor("invalid cursor: pass back a next_cursor exactly as a job list gave it")
+    return recent, number
+
+
+def job_page(rows: list[tuple[tuple[str, int], dict[str, Any]]], limit: int | None) -> JobList:
+    """The records of ``rows`` (``((recent text, creation number), record)`` in list order,
+    read one past ``limit``), with the cursor after the last one kept if another follows."""
+    if limit is None or limit < 0 or len(rows) <= limit:
+        return JobList(record for _, record in rows)
+    page = rows[:limit]
+    return JobList((record for _, record in page), encode_cursor(*page[-1][0]) if page else None)
+
+
+def status_filter(status: str | Iterable[str] | None, include_terminal: bool) -> frozenset[str] | None:
+    """The statuses a listed job must have (``None``: any, also none, but terminal ones only
+    with ``include_terminal``)."""
+    if status is None:
+        return None
+    wanted = frozenset((status,) if isinstance(status, str) else status)
+    return wanted if include_terminal else wanted - TERMINAL_STATUSES
+
+
+def keeps(wanted: frozenset[str] | None, include_terminal: bool, status: Any) -> bool:
+    """Whether a job with ``status`` is listed under :func:`status_filter`'s ``wanted``."""
+    if wanted is not None:
+        return status in wanted
+    return include_terminal or status not in TERMINAL_STATUSES
 
 
 @dataclass(slots=True)
@@ -58,8 +137,26 @@ class Store(Protocol):
 
     def get_job(self, job_id: str) -> dict[str, Any] | None: ...
 
-    def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
-        """Job records, most recently updated first."""
+    def list_jobs(
+        self,
+        *,
+        limit: int | None = None,
+        include_terminal: bool = True,
+        status: str | Iterable[str] | None = None,
+        cursor: str | None = None,
+    ) -> JobList:
+        """Job records, most recently updated first (ties: most recently created first).
+
+        ``status`` keeps only jobs with that status (or one of those statuses); ``cursor``, a
+        ``next_cursor`` of an earlier call with the same filters, starts after its last job.
+        At most ``limit`` records; ``next_cursor`` is set if more match (see :class:`JobList`).
+
+        Raises:
+            InvalidCursor: ``cursor`` is not one a ``list_jobs`` gave out.
+        """
+
+    def job_ids_with_prefix(self, prefix: str, limit: int | None = None) -> list[str]:
+        """The ids of the stored jobs that start with ``prefix``, sorted; the first ``limit`` of them."""
 
     def delete_job(self, job_id: str) -> bool:
         """Remove a job and all its events and snapshots; False if it did not exist."""

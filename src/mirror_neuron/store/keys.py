@@ -401,20 +401,23 @@ return existed
 """
 
 _LIST_JOBS = """
--- KEYS: the index (jobs:recent or jobs:live). ARGV: limit (-1: all), job key prefix.
+-- KEYS: the index (jobs:recent or jobs:live). ARGV: limit (-1: all), job key prefix, the
+-- highest member to list ('+': from the top; '(' .. text: only members below the text).
+-- Returns member, record, member, record, ... (a record is nil if its key is gone).
 local limit = tonumber(ARGV[1])
 local members
 if limit >= 0 then
-  members = redis.call('ZREVRANGEBYLEX', KEYS[1], '+', '-', 'LIMIT', 0, limit)
+  members = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[3], '-', 'LIMIT', 0, limit)
 else
-  members = redis.call('ZREVRANGEBYLEX', KEYS[1], '+', '-')
+  members = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[3], '-')
 end
-local records = {}
+local out = {}
 for i, member in ipairs(members) do
   local at = string.find(member, '\\0', 1, true)
-  records[i] = redis.call('GET', ARGV[2] .. string.sub(member, at + 1 + $DIGITS))
+  out[2 * i - 1] = member
+  out[2 * i] = redis.call('GET', ARGV[2] .. string.sub(member, at + 1 + $DIGITS))
 end
-return records
+return out
 """.replace("$DIGITS", str(CREATION_DIGITS))
 
 # Events are stored in seq order (the write script only appends seqs above the highest

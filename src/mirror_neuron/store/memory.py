@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import StoreError
 from ..events import Event
-from .base import TERMINAL_STATUSES, WriteBatch
+from .base import (
+    TERMINAL_STATUSES,
+    JobList,
+    WriteBatch,
+    decode_cursor,
+    job_page,
+    keeps,
+    recent_text,
+    status_filter,
+)
 
 
 class MemoryStore:
@@ -20,6 +31,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, Any]] = {}
+        #: Creation number of each job (ties in list_jobs: newest created first).
+        self._numbers: dict[str, int] = {}
+        self._created = itertools.count(1)
         self._events: dict[str, list[Event]] = {}
         self._agents: dict[str, dict[str, dict[str, Any]]] = {}
         self._mail: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
@@ -57,12 +71,15 @@ class MemoryStore:
         current = self._jobs.get(record["job_id"])
         if current is not None and current.get("status") in TERMINAL_STATUSES:
             return
+        if current is None:
+            self._numbers[record["job_id"]] = next(self._created)
         self._jobs[record["job_id"]] = dict(record)
 
     def create_job(self, record: dict[str, Any]) -> None:
         with self._lock:
             if record["job_id"] in self._jobs:
                 raise StoreError(f"job {record['job_id']} already exists")
+            self._numbers[record["job_id"]] = next(self._created)
             self._jobs[record["job_id"]] = dict(record)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
@@ -70,18 +87,34 @@ class MemoryStore:
             record = self._jobs.get(job_id)
             return copy.deepcopy(record) if record is not None else None
 
-    def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
+    def list_jobs(
+        self,
+        *,
+        limit: int | None = None,
+        include_terminal: bool = True,
+        status: str | Iterable[str] | None = None,
+        cursor: str | None = None,
+    ) -> JobList:
+        after = None if cursor is None else decode_cursor(cursor)
+        wanted = status_filter(status, include_terminal)
         with self._lock:
-            jobs = [copy.deepcopy(r) for r in self._jobs.values()]
-        if not include_terminal:
-            jobs = [j for j in jobs if j.get("status") not in TERMINAL_STATUSES]
-        # Newest update first; among equal timestamps the most recently created first.
-        order = list(enumerate(jobs))
-        order.sort(
-            key=lambda p: (p[1].get("updated_at") or p[1].get("submitted_at") or "", p[0]), reverse=True
-        )
-        jobs = [j for _, j in order]
-        return jobs if limit is None else jobs[:limit]
+            # Newest update first; among equal timestamps the most recently created first.
+            keyed = [
+                ((recent_text(r), self._numbers[job_id]), r)
+                for job_id, r in self._jobs.items()
+                if keeps(wanted, include_terminal, r.get("status"))
+            ]
+            keyed.sort(key=lambda pair: pair[0], reverse=True)
+            if after is not None:
+                keyed = [pair for pair in keyed if pair[0] < after]
+            if limit is not None and limit >= 0:
+                keyed = keyed[: limit + 1]  # one more: is there a next page?
+            return job_page([(key, copy.deepcopy(r)) for key, r in keyed], limit)
+
+    def job_ids_with_prefix(self, prefix: str, limit: int | None = None) -> list[str]:
+        with self._lock:
+            found = sorted(job_id for job_id in self._jobs if job_id.startswith(prefix))
+        return found if limit is None else found[: max(limit, 0)]
 
     def delete_job(self, job_id: str) -> bool:
         with self._lock:
@@ -89,6 +122,7 @@ class MemoryStore:
             self._agents.pop(job_id, None)
             self._mail.pop(job_id, None)
             self._blobs.pop(job_id, None)
+            self._numbers.pop(job_id, None)
             return self._jobs.pop(job_id, None) is not None
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:

@@ -23,7 +23,8 @@ Why it is built this way:
   counts what is left.
 * **An index for list_jobs.** ``<ns>:jobs:recent`` (every job) and ``<ns>:jobs:live``
   (non-terminal jobs) are sorted sets ordered by last update, then creation, so listing
-  the newest ``N`` jobs does not read every record.
+  the newest ``N`` jobs does not read every record, and a page of a cursor starts right
+  below the member its last job had (a status filter reads on in chunks past other jobs).
 * **Durable mailboxes and blobs** (not in the original): queued mail is a sorted set per
   agent scored by position (``<ns>:job:<id>:mailbox:<agent_id>``), so "consumed up to
   N" is one ZREMRANGEBYSCORE; named values are a hash per job (``<ns>:job:<id>:blobs``).
@@ -60,8 +61,9 @@ from redis.retry import Retry
 from .._json import dumps, loads
 from ..errors import StoreError
 from ..events import Event
-from .base import TERMINAL_STATUSES, WriteBatch
-from .keys import DEFAULT_NAMESPACE, SCRIPTS, Keys
+from . import redact_url  # re-exported: the Redis store's URLs are the ones with passwords
+from .base import TERMINAL_STATUSES, JobList, WriteBatch, decode_cursor, job_page, status_filter
+from .keys import CREATION_DIGITS, DEFAULT_NAMESPACE, SCRIPTS, Keys
 
 __all__ = ["DEFAULT_RETRY_FOR", "RedisStore", "redact_url"]
 
@@ -75,16 +77,14 @@ BACKOFF_CAP = 1.0
 DEFAULT_CONNECT_TIMEOUT = 2.0
 #: A batch of many thousand events is one script call: leave it time to run.
 DEFAULT_SOCKET_TIMEOUT = 10.0
+#: Index members read per call while listing jobs of some statuses (the rest are skipped).
+LIST_CHUNK = 256
 #: A connection idle for longer than this is checked with PING before it is used.
 DEFAULT_HEALTH_CHECK_INTERVAL = 10
 
 _SCRIPT_ERROR = re.compile(r"^MNSTORE (.*?)(?: script: \w+, on @user_script:\d+\.)?$", re.DOTALL)
-_PASSWORD_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """Hide credentials in a Redis URL: ``redis://:pw@host`` → ``redis://***@host``."""
-    return _PASSWORD_QUERY.sub(r"\1***", re.sub(r"//[^/@]*@", "//***@", url))
+#: What a Redis MATCH pattern treats as glob syntax (escaped with a backslash to match itself).
+_GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 
 
 class RedisStore:
@@ -245,14 +245,56 @@ class RedisStore:
         raw = self._call(f"reading job {job_id}", lambda _attempt: self._client.get(key))
         return None if raw is None else self._decode(raw, key)
 
-    def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
-        if limit is not None and limit == 0:
-            return []
-        index = self.keys.recent if include_terminal else self.keys.live
+    def list_jobs(
+        self,
+        *,
+        limit: int | None = None,
+        include_terminal: bool = True,
+        status: str | Iterable[str] | None = None,
+        cursor: str | None = None,
+    ) -> JobList:
+        after = None if cursor is None else decode_cursor(cursor)
+        wanted = status_filter(status, include_terminal)
+        if limit == 0 or wanted == frozenset():
+            return JobList()
+        live = not include_terminal or (wanted is not None and wanted.isdisjoint(TERMINAL_STATUSES))
+        index = self.keys.live if live else self.keys.recent
+        # Members sort as <recent>\0<creation number><job id>: "(" + the first two is just below it.
+        bound = "+" if after is None else f"({after[0]}\0{after[1]:0{CREATION_DIGITS}d}"
+        want = -1 if limit is None or limit < 0 else limit + 1  # one more: is there a next page?
+        rows: list[tuple[tuple[str, int], dict[str, Any]]] = []
+        while True:  # with a status filter, chunk after chunk of the index until enough match
+            count = -1 if want < 0 else want - len(rows)
+            count = max(count, LIST_CHUNK) if wanted is not None and count > 0 else count
+            flat = self._list_chunk(index, count, bound)
+            for member, raw in zip(flat[::2], flat[1::2]):
+                record = None if raw is None else self._decode(raw, "a job record")
+                if record is not None and (wanted is None or record.get("status") in wanted):
+                    at = member.index(b"\0")
+                    rows.append(
+                        ((member[:at].decode(), int(member[at + 1 : at + 1 + CREATION_DIGITS])), record)
+                    )
+            if count < 0 or len(flat) < 2 * count or len(rows) >= want:
+                break
+            bound = b"(" + flat[-2]
+        return job_page(rows, limit)
+
+    def _list_chunk(self, index: str, count: int, bound: str | bytes) -> list[Any]:
+        """``member, record, …`` of the ``count`` (-1: all) index members below ``bound``."""
         script = self._scripts["list_jobs"]
-        args: list[int | str] = [-1 if limit is None or limit < 0 else limit, self.keys.job_prefix]
-        rows = self._call("listing jobs", lambda _attempt: script(keys=[index], args=args))
-        return [self._decode(raw, "a job record") for raw in rows if raw is not None]
+        args: list[int | str | bytes] = [count, self.keys.job_prefix, bound]
+        return self._call("listing jobs", lambda _attempt: script(keys=[index], args=args))
+
+    def job_ids_with_prefix(self, prefix: str, limit: int | None = None) -> list[str]:
+        # No index orders ids (jobs:recent is by update): the server scans <ns>:jobs with MATCH.
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix).encode() + b"*"
+
+        def scan(_attempt: int) -> list[str]:
+            found = self._client.sscan_iter(self.keys.jobs, match=pattern, count=1000)
+            return sorted({raw.decode("utf-8", "replace") for raw in found})
+
+        ids = self._call(f"looking up job ids starting {prefix!r}", scan)
+        return ids if limit is None else ids[: max(limit, 0)]
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         if limit is not None and limit == 0:

@@ -28,17 +28,18 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .._json import dumps_str, loads
-from ..errors import StoreError
+from ..errors import StoreError, StoreMissing
 from ..events import Event
 from ..ids import fmt
-from .base import TERMINAL_STATUSES, WriteBatch
+from .base import TERMINAL_STATUSES, JobList, WriteBatch, decode_cursor, job_page, status_filter
 from .sqlite_file import check_file, create_file
+from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -47,57 +48,8 @@ BUSY_TIMEOUT = 10.0
 #: Marks the file as ours (``PRAGMA application_id``; "MNDB").
 APPLICATION_ID = 0x4D4E4442
 
-# Each entry upgrades the schema by one version; the list index + 1 is the version it
-# produces (stored in ``PRAGMA user_version``). Append, never edit, to change the schema.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE jobs (
-            job_id TEXT PRIMARY KEY NOT NULL,
-            status TEXT,
-            updated_at TEXT,
-            submitted_at TEXT,
-            record TEXT NOT NULL
-        )""",
-        # Serves list_jobs: the expression must match _RECENT exactly to be used.
-        "CREATE INDEX jobs_recent ON jobs (COALESCE(NULLIF(updated_at, ''), submitted_at, '') DESC)",
-        """CREATE TABLE events (
-            job_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            type TEXT NOT NULL,
-            agent_id TEXT,
-            ts REAL,
-            data TEXT NOT NULL,
-            PRIMARY KEY (job_id, seq)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE agents (
-            job_id TEXT NOT NULL,
-            agent_id TEXT NOT NULL,
-            snapshot TEXT NOT NULL,
-            PRIMARY KEY (job_id, agent_id)
-        ) WITHOUT ROWID""",
-    ),
-)
-_MIGRATIONS += (
-    (
-        # v2: durable mailboxes (mail still queued at a commit) and named per-job values.
-        """CREATE TABLE mailbox (
-            job_id TEXT NOT NULL,
-            agent_id TEXT NOT NULL,
-            pos INTEGER NOT NULL,
-            message TEXT NOT NULL,
-            PRIMARY KEY (job_id, agent_id, pos)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE blobs (
-            job_id TEXT NOT NULL,
-            key TEXT NOT NULL,
-            value TEXT NOT NULL,
-            PRIMARY KEY (job_id, key)
-        ) WITHOUT ROWID""",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
 _TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
+# What list_jobs orders by; the jobs_recent index (sqlite_schema) is on exactly this expression.
 _RECENT = "COALESCE(NULLIF(updated_at, ''), submitted_at, '')"
 
 _UPSERT_JOB = f"""
@@ -145,17 +97,22 @@ class SQLiteStore:
 
     blocking = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open the store in ``path``; with ``create=False`` a missing file is StoreMissing, not created."""
         self.path = Path(os.path.abspath(Path(path).expanduser()))
         self.url = f"sqlite://{self.path.as_posix()}"
+        self._create = create
         self._lock = threading.Lock()
         self._local = threading.local()
         self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._closed = False
         try:
             with self._guard("opening the database"):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if create:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                 if not check_file(self.path):
+                    if not create:
+                        raise StoreMissing(str(self.path))
                     create_file(self.path, self._migrate, BUSY_TIMEOUT)
                 self._initialise(self._conn())
         except BaseException:
@@ -215,12 +172,45 @@ class SQLiteStore:
         rows = self._query(f"reading job {job_id}", "SELECT record FROM jobs WHERE job_id = ?", (job_id,))
         return loads(rows[0][0]) if rows else None
 
-    def list_jobs(self, *, limit: int | None = None, include_terminal: bool = True) -> list[dict[str, Any]]:
-        where = "" if include_terminal else f"WHERE COALESCE(status, '') NOT IN {_TERMINAL_SQL}"
-        # rowid breaks ties in insertion order, as the in-memory store's stable sort does.
-        sql = f"SELECT record FROM jobs {where} ORDER BY {_RECENT} DESC, rowid DESC LIMIT ?"
-        rows = self._query("listing jobs", sql, (-1 if limit is None else limit,))
-        return [loads(record) for (record,) in rows]
+    def list_jobs(
+        self,
+        *,
+        limit: int | None = None,
+        include_terminal: bool = True,
+        status: str | Iterable[str] | None = None,
+        cursor: str | None = None,
+    ) -> JobList:
+        after = None if cursor is None else decode_cursor(cursor)
+        wanted = status_filter(status, include_terminal)
+        where: list[str] = []
+        params: list[Any] = []
+        if wanted is not None:
+            if not wanted:
+                return JobList()
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params += sorted(wanted)
+        elif not include_terminal:
+            where.append(f"COALESCE(status, '') NOT IN {_TERMINAL_SQL}")
+        if after is not None:  # keyset: the jobs after the cursor's in the order below
+            # The first term lets SQLite seek in jobs_recent; the row value alone makes it scan.
+            where.append(f"{_RECENT} <= ? AND ({_RECENT}, rowid) < (?, ?)")
+            params += [after[0], *after]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        # rowid (kept by an upsert) breaks ties in creation order, as in the other stores.
+        sql = (
+            f"SELECT {_RECENT}, rowid, record FROM jobs {clause} ORDER BY {_RECENT} DESC, rowid DESC LIMIT ?"
+        )
+        size = -1 if limit is None or limit < 0 else limit + 1  # one more: is there a next page?
+        rows = self._query("listing jobs", sql, (*params, size))
+        return job_page([((recent, rowid), loads(record)) for recent, rowid, record in rows], limit)
+
+    def job_ids_with_prefix(self, prefix: str, limit: int | None = None) -> list[str]:
+        # A range on the primary key's index: prefix <= job_id < the next prefix.
+        end, most = _prefix_end(prefix), -1 if limit is None else max(limit, 0)
+        upper, params = ("", (prefix, most)) if end is None else (" AND job_id < ?", (prefix, end, most))
+        sql = f"SELECT job_id FROM jobs WHERE job_id >= ?{upper} ORDER BY job_id LIMIT ?"
+        rows = self._query(f"looking up job ids starting {prefix!r}", sql, params)
+        return [job_id for (job_id,) in rows]
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         sql = (
@@ -292,8 +282,10 @@ class SQLiteStore:
                 self._conns.pop(thread).close()
             # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False
             # only so that close() and the pruning above may close another thread's connection.
+            # Without create, "mode=rw": a file deleted meanwhile is an error, not a new empty file.
+            target, uri = (self.path, False) if self._create else (f"{self.path.as_uri()}?mode=rw", True)
             conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                target, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False, uri=uri
             )
             try:
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -319,7 +311,7 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = self._schema_version(conn)  # again: another process may have migrated meanwhile
-            for statements in _MIGRATIONS[version:]:
+            for statements in MIGRATIONS[version:]:
                 for statement in statements:
                     conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -449,6 +441,21 @@ def _event_dict(
     if summary:
         payload = tuple(payload)
     return Event(seq, type_, job_id, ts, agent_id, payload, extra).to_dict()
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least text above all that start with ``prefix`` (``"ab"`` → ``"ac"``), None if none.
+
+    SQLite compares TEXT as UTF-8 bytes, which orders like code points (surrogates skipped).
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
 
 
 def _text(value: Any) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..settings import Limits
+from ...policy import Limits
 from .process import ProcessOutput, ProcessTracker
 
 RESULT_START = "__MIRROR_NEURON_RESULT_START__"

@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ...policy import Limits
 from ..lifetime import at_exit
-from ..settings import Limits
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024

@@ -1,0 +1,180 @@
+"""Operator actions on jobs, wherever they run on this host: control, recovery, cleanup.
+
+A job hosted by this runtime is acted on directly (:mod:`.control`); one hosted by
+another process is reached through its control socket (:mod:`.remote`); one whose
+process is gone can still be cancelled or recovered. ``Runtime.control`` is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._time import now, now_iso
+from ..errors import JobNotFound, JobStateError, NotFound
+from ..events import make as make_event
+from ..store.base import TERMINAL_STATUSES, WriteBatch
+from . import control, remote
+from .host import Host
+from .job import JobRun
+from .reads import JobReader
+from .recovery import recover_job
+
+
+class Control:
+    """Pause, resume, cancel, send, re-drive, recover and clean up jobs by id."""
+
+    def __init__(
+        self,
+        host: Host,
+        hosted: dict[str, JobRun],
+        reader: JobReader,
+        *,
+        started: Callable[[], Awaitable[Any]],
+        describe: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.host = host
+        self.hosted = hosted
+        self.reader = reader
+        self._started = started
+        self._describe = describe
+
+    async def pause(self, job_id: str) -> dict[str, Any]:
+        """Pause a running job: agents stop after their current message; mail accumulates."""
+        return await self._call("pause", job_id)
+
+    async def resume(self, job_id: str) -> dict[str, Any]:
+        """Resume a paused job: each agent processes its backlog, oldest first."""
+        return await self._call("resume", job_id)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a running or paused job (running scripts are killed, queued mail dropped)."""
+        return await self._call("cancel", job_id)
+
+    async def send_message(self, job_id: str, agent_id: str, message: Any) -> dict[str, Any]:
+        """Enqueue a message (flat or envelope form) in one agent's mailbox, bypassing edges.
+
+        Acknowledged once the message is stored; raises MessageError for a message the store
+        could not hold (checked before it goes anywhere) and StoreError when it was not stored.
+        """
+        if job_id not in self.hosted:  # before it is encoded for another runtime (a job here: control checks)
+            control.check_message(job_id, agent_id, message)
+        return await self._call("send", job_id, agent_id=agent_id, message=message)
+
+    async def dead_letters(self, job_id: str) -> list[dict[str, Any]]:
+        return control.dead_letters(await self.reader.events(job_id))
+
+    async def redrive(self, job_id: str, letter_id: int, agent_id: str | None = None) -> dict[str, Any]:
+        """Deliver a dead letter again (to its original agent, or to ``agent_id``)."""
+        letters = {d["id"]: d for d in await self.dead_letters(job_id)}
+        if letter_id not in letters:
+            raise NotFound(f"job {job_id} has no dead letter {letter_id}")
+        target, message = control.redrive_request(job_id, letters[letter_id], agent_id)
+        return await self.send_message(job_id, target, message)
+
+    async def recover(self, job_id: str) -> str:
+        """Resume a job whose runtime is gone (or suspended it), from its last commit; returns its id."""
+        await self._started()
+        await recover_job(self.host, self.hosted, job_id)
+        return job_id
+
+    async def recover_orphans(self) -> list[str]:
+        """Recover every live job whose runtime is gone (``mn serve`` does this at start-up)."""
+        recovered = []
+        for record in await self.host.read(self.host.store.list_jobs, include_terminal=False):
+            try:
+                recovered.append(await self.recover(record["job_id"]))
+            except (JobStateError, JobNotFound):
+                continue
+        return recovered
+
+    async def cleanup(self, *, all: bool = False) -> dict[str, Any]:
+        """Delete ended jobs and their data. Live jobs (running, paused, suspended or orphaned)
+        are never deleted, ``all`` or not: they are listed in ``skipped_jobs``."""
+        jobs = await self.host.read(self.host.store.list_jobs)
+        doomed, skipped = [], []
+        for job in jobs:
+            if job.get("status") in TERMINAL_STATUSES and job["job_id"] not in self.hosted:
+                doomed.append(job["job_id"])
+            else:
+                skipped.append({"job_id": job["job_id"], "status": job.get("status")})
+        deleted = []
+        for job_id in doomed:
+            if await self.host.writer.run_blocking(self._delete_ended, job_id):
+                deleted.append(job_id)
+        return {"deleted_count": len(deleted), "deleted_jobs": deleted, "skipped_jobs": skipped}
+
+    def _delete_ended(self, job_id: str) -> bool:
+        """Delete a job only if the store still has it ended (it is read again, in the writer's thread)."""
+        record = self.host.store.get_job(job_id)
+        if record is None or record.get("status") not in TERMINAL_STATUSES:
+            return False
+        return bool(self.host.store.delete_job(job_id))
+
+    # -- routing ------------------------------------------------------------------------
+
+    async def _apply(self, op: str, job: JobRun, args: dict[str, Any]) -> dict[str, Any]:
+        """Act on a job hosted here; acknowledged only once the change is stored (group commit)."""
+        self.host.writer.check_writable()  # change nothing that could not be stored
+        if op == "send":
+            result = control.send_message(job, str(args.get("agent_id")), args.get("message"))
+        elif op == "pause":
+            result = control.pause(job)
+        elif op == "resume":
+            result = control.resume(job)
+        elif op == "cancel":
+            result = control.cancel(job)
+        else:
+            raise JobStateError(job.job_id, f"unknown control operation {op!r}")
+        await self.host.writer.commit(job)  # StoreError, not an acknowledgement, if it was not stored
+        return result
+
+    async def serve(self, request: dict[str, Any]) -> Any:
+        """Answer a control call from another process (see :class:`.remote.ControlServer`)."""
+        if request.get("op") == "node":
+            return self._describe()
+        job_id = str(request.get("job_id"))
+        job = self.hosted.get(job_id)
+        if job is None:
+            raise JobStateError(job_id, f"job {job_id} is no longer hosted by this runtime")
+        return await self._apply(str(request.get("op")), job, request)
+
+    async def _call(self, op: str, job_id: str, **args: Any) -> dict[str, Any]:
+        # Degraded: this runtime's jobs have failed in memory and its store takes no writes, so
+        # say that (StoreError) rather than that the job is no longer hosted.
+        self.host.writer.check_writable()
+        job = self.hosted.get(job_id)
+        if job is not None:
+            return await self._apply(op, job, args)
+        record = await self.reader.stored(job_id)
+        status = record.get("status")
+        if status in TERMINAL_STATUSES:
+            verb = "is already in a terminal state" if op == "cancel" else "is not running"
+            raise JobStateError(job_id, f"job {job_id} {verb} ({status})")
+        endpoint = record.get("control")
+        if endpoint:
+            try:
+                result: dict[str, Any] = await remote.call(endpoint, {"op": op, "job_id": job_id, **args})
+                return result
+            except remote.Unreachable:
+                pass
+        if op == "cancel":
+            return await self._force_cancel(record)
+        raise JobStateError(
+            job_id,
+            f"job {job_id} is not running in any live runtime (it was hosted by {record.get('node')}); "
+            f"run `mn job recover {job_id}` to resume it",
+        )
+
+    async def _force_cancel(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a job whose runtime died: only the stored record can be ended."""
+        job_id = record["job_id"]
+        reason = "forced cancellation of orphaned job"
+        stamp = now_iso()
+        ended = {**record, "status": "cancelled", "result": {"reason": reason}, "updated_at": stamp}
+        seq = await self.host.read(self.host.store.count_events, job_id) + 1
+        event = make_event(seq, "job_cancelled", job_id, now(), None, None, {"reason": reason})
+        await self.host.writer.run_blocking(
+            self.host.store.write_batch, WriteBatch([ended], {job_id: [event]}, {})
+        )
+        return {"job_id": job_id, "status": "cancelled", "forced": True}
