@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from ..config import Config, choose_store
@@ -9,6 +12,32 @@ from ..config import Config, choose_store
 #: A number of seconds that must be more than 0 (``--timeout -1`` is a usage error, exit 2).
 POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
 YES = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+#: The options of a command that hosts a job here until it ends (``run``, ``job recover``).
+HOSTING = (
+    click.option(
+        "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
+    ),
+    click.option(
+        "--timeout",
+        type=POSITIVE_SECONDS,
+        default=None,
+        help="Fail the job if it has not ended after this many seconds.",
+    ),
+    click.option(
+        "--idle-timeout",
+        type=POSITIVE_SECONDS,
+        default=None,
+        help="Fail the job once it has been stalled this many seconds (nothing queued, nothing running).",
+    ),
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def hosting_options(command: F) -> F:
+    """Add :data:`HOSTING`, in the order ``--help`` lists them."""
+    for option in reversed(HOSTING):
+        command = option(command)
+    return command
 
 
 class Context:
@@ -54,21 +83,7 @@ def validate(obj: Context, bundle: str, as_json: bool, strict: bool) -> None:
 
 @cli.command()
 @click.argument("bundle")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
-)
-@click.option(
-    "--timeout",
-    type=POSITIVE_SECONDS,
-    default=None,
-    help="Fail the job if it has not ended after this many seconds.",
-)
-@click.option(
-    "--idle-timeout",
-    type=POSITIVE_SECONDS,
-    default=None,
-    help="Fail the job once it has been stalled this many seconds (nothing queued, nothing running).",
-)
+@hosting_options
 @click.option("--no-wait", is_flag=True, help="Start the job in a background process and print its id.")
 @click.option("--job-id", hidden=True, default=None)
 @click.option("--server", "server", default=None, help="Run the job in the `mn serve` at this URL.")
@@ -338,21 +353,7 @@ def node_list(obj: Context, as_json: bool) -> None:
 
 @job.command("recover")
 @click.argument("job_id")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print exactly one JSON object: the terminal job record."
-)
-@click.option(
-    "--timeout",
-    type=POSITIVE_SECONDS,
-    default=None,
-    help="Fail the job if it has not ended after this many seconds.",
-)
-@click.option(
-    "--idle-timeout",
-    type=POSITIVE_SECONDS,
-    default=None,
-    help="Fail the job once it has been stalled this many seconds (nothing queued, nothing running).",
-)
+@hosting_options
 @click.pass_obj
 def job_recover(
     obj: Context, job_id: str, as_json: bool, timeout: float | None, idle_timeout: float | None

@@ -24,7 +24,7 @@ from ..validation import validate_bundle
 from . import lookup, render
 
 if TYPE_CHECKING:
-    from ..runtime import JobReader
+    from ..runtime import JobReader, Runtime
 
 DETACH_WAIT = 15.0
 T = TypeVar("T")
@@ -186,7 +186,7 @@ def interruptible() -> Iterator[asyncio.Future[signal.Signals]]:
             loop.remove_signal_handler(sig)
 
 
-async def _suspend(rt: Any, job_id: str, sig: signal.Signals) -> None:
+async def _suspend(rt: Runtime, job_id: str, sig: signal.Signals) -> None:
     """Suspend the job hosted here at a message boundary and exit as the signal says."""
     name = "Ctrl-C" if sig == signal.SIGINT else sig.name
     if not rt.durable:

@@ -17,6 +17,13 @@ from .scheduler import Scheduler
 from .writer import StoreWriter
 
 
+async def call_store(store: Store, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a store method, off the event loop when the store blocks (SQLite, Redis)."""
+    if store.blocking:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
 @dataclass(slots=True, eq=False)
 class Host:
     config: Config
@@ -34,6 +41,4 @@ class Host:
 
     async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a store read, off the event loop when the store blocks."""
-        if self.store.blocking:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
+        return await call_store(self.store, fn, *args, **kwargs)

@@ -454,7 +454,8 @@ class JobRun:
         if self.terminal or self.status is JobStatus.SUSPENDED:
             return False
         self.halted = True
-        self.host.scheduler.forget(lambda cell: getattr(cell, "job", None) is self)
+        mine = set(self.cells.values())
+        self.host.scheduler.forget(lambda cell: cell in mine)
         await self._stop_agents()  # a handler cancelled here puts its message back (AgentCell._drain_async)
         if self.terminal:  # it ended while its handlers stopped
             return False

@@ -3,7 +3,7 @@
 One :class:`JobReader` answers for every job of a store. A job hosted by the runtime
 that owns the reader is answered from memory; any other job from the store, including
 jobs another process runs, ran, or left behind when it died. ``mn job …`` commands use
-a reader without a runtime (:meth:`JobReader.open`), so a read never starts one.
+a reader of the store alone (no hosted jobs), so a read never starts a runtime.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JobNotFound, JobOrphaned, JobStalled, JobTimeout
 from ..states import TERMINAL_AGENT_STATES, JobStatus, final_agent_status
 from ..store.base import LIVE_STATUSES, TERMINAL_STATUSES, Store
+from .host import call_store
 
 if TYPE_CHECKING:
     from .job import JobRun
@@ -118,9 +119,7 @@ class JobReader:
         self.heartbeat_interval = heartbeat_interval
 
     async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.store.blocking:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
+        return await call_store(self.store, fn, *args, **kwargs)
 
     async def flush(self) -> None:
         if self._flush is not None:
@@ -319,10 +318,3 @@ class JobReader:
         finally:
             if job is not None and queue is not None and queue in job.listeners:
                 job.listeners.remove(queue)
-
-    # -- without a runtime ------------------------------------------------------------
-
-    @classmethod
-    def open(cls, store: Store, *, heartbeat_interval: float = 2.0) -> JobReader:
-        """A reader of ``store`` for a process that hosts no job (``mn job inspect`` …)."""
-        return cls(store, heartbeat_interval=heartbeat_interval)

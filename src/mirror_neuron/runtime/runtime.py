@@ -111,7 +111,7 @@ class Runtime:
 
     async def start(self) -> Runtime:
         if self._driver is None:
-            if self.config.control and not isinstance(self.store, MemoryStore):
+            if self.config.control and self.durable:
                 self._control = remote.ControlServer(self.control.serve)
                 await self._control.start()
             # What a runtime killed with -9 left in the temp dir (staging trees, its /etc copy).
