@@ -131,10 +131,17 @@ async def list_jobs(*, limit: int | None = None, include_terminal: bool = True) 
 
 
 async def inspect_nodes() -> list[dict[str, Any]]:
-    """Live runtimes of this user on this machine (``mn run``/``mn serve``), with their pool usage."""
+    """Every node of the cluster on the store (``mn serve`` processes on any machine, alive or
+    lately dead, marked ``"cluster": True``), then this process's runtime and the other live
+    runtimes of this user on this machine (``mn run``), each with its executor pools."""
     rt = await runtime()
-    others = [n for n in await live_runtimes() if n.get("control") != rt.control_endpoint]
-    return [rt.inspect_node(), *others]
+    nodes = [{**n, "cluster": True} for n in await rt.inspect_nodes()]
+    known = {n["name"] for n in nodes}
+    local = [
+        rt.inspect_node(),
+        *(n for n in await live_runtimes() if n.get("control") != rt.control_endpoint),
+    ]
+    return [*nodes, *(n for n in local if n.get("name") not in known)]
 
 
 async def pause(job_id: str) -> ControlResult:

@@ -189,7 +189,8 @@ def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> lis
 
 
 def inspect_nodes() -> list[dict[str, Any]]:
-    """This process's runtime and every other live one on the machine, with executor pool stats."""
+    """Every node of the cluster on the store (any machine), then this process's runtime and the
+    other live ones on this machine, with executor pool stats."""
     return _call(aio.inspect_nodes())
 
 

@@ -115,6 +115,15 @@ class Config:
     #: Messages an agent processes before yielding its turn on the run queue.
     agent_batch: int = 64
     heartbeat_interval: float = 2.0
+    #: Seconds a job's lease lasts unless renewed (every third of it): how long the jobs of
+    #: a node that died wait before another node may claim them.
+    lease_ttl: float = 5.0
+    #: The API token this process presents to the nodes of a cluster when it calls them
+    #: (``MIRROR_NEURON_API_TOKEN``: every node of a cluster shares one).
+    api_token: str | None = field(default=None, repr=False)
+    #: Store each job's bundle files with it, so a node on another machine can recover it
+    #: (``mn serve`` does; see :mod:`mirror_neuron.runtime.shipping`).
+    ship_bundles: bool = False
     #: Listen on a per-user Unix socket so other processes can control this runtime's jobs.
     control: bool = True
     #: What bundles may ask of this host (unsandboxed runners, network, environment, limits).
@@ -160,6 +169,12 @@ class Config:
             )
             or 1.0,
         }
+        values["api_token"] = env("API_TOKEN", None, environ)
+        lease_ttl = _env_number(
+            "LEASE_TTL", environ, lambda v: 0.1 <= v <= 3600, "seconds between 0.1 and 3600"
+        )
+        if lease_ttl is not None:
+            values["lease_ttl"] = lease_ttl
         temp = env("TEMP_DIR", None, environ)
         if temp:
             values["temp_dir"] = Path(temp).expanduser()

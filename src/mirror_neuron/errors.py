@@ -79,6 +79,10 @@ class JobOrphaned(JobStateError):
         super().__init__(job_id, f"{why}; run `mn job recover {job_id}` to resume it")
 
 
+class NotHosted(JobStateError):
+    """A control call reached a runtime that does not host the job (it moved to another node)."""
+
+
 class JobStalled(JobStateError):
     """The job cannot progress on its own (no queued mail, no running handler) for too long."""
 
@@ -138,3 +142,23 @@ class StoreMissing(StoreError):
 
 class ExecutionError(MirrorNeuronError):
     """An executor could not run its command (setup, sandbox or runner failure)."""
+
+
+class LeaseLost(StoreError):
+    """A write carried a stale lease epoch: another node claimed these jobs since.
+
+    The store wrote nothing of the batch. The runtime drops those jobs' parts, writes the
+    rest, and stops the jobs here without writing again (they belong to the new owner).
+    """
+
+    def __init__(self, job_ids: Iterable[str]) -> None:
+        self.job_ids = sorted(set(job_ids))
+        super().__init__(f"lease lost: another node owns job(s) {', '.join(self.job_ids)} now")
+
+
+class NoEligibleNode(MirrorNeuronError):
+    """No live runtime node of the cluster can host a job (its pools, a pin, or no node at all)."""
+
+
+class Unrecoverable(JobStateError):
+    """A job cannot be resumed from the store (its manifest or bundle files are gone or broken)."""

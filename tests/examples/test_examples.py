@@ -35,6 +35,7 @@ NEW_EXAMPLES = {
     "prime_sweep/bundle": (7, 9),
     "stream_peaks": (2, 1),
     "direct_messages": (2, 0),
+    "slow_squares": (3, 2),
 }
 TIMEOUT = 30
 

@@ -35,6 +35,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         ("GET", "/api/v1/jobs"),
         ("POST", "/api/v1/jobs"),
         ("GET", "/api/v1/system/summary"),
+        ("GET", "/api/v1/nodes"),
+        ("POST", "/api/v1/nodes/anyone/drain"),
+        ("POST", "/api/v1/internal/control"),  # node-to-node calls need the token too
         ("GET", "/docs-assets/nope.js"),
         ("GET", "/nope"),
     ],

@@ -9,13 +9,27 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mirror_neuron.store import MemoryStore, SQLiteStore, Store
 from redis_server import RedisServer
 
 _namespaces = itertools.count(1)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store, empty; every store test runs on all three (they must be interchangeable)."""
+    if request.param == "redis":
+        # A real redis-server, a fresh namespace per test.
+        yield request.getfixturevalue("make_redis_store")()
+        return
+    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

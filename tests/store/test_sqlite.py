@@ -79,7 +79,7 @@ def test_file_is_in_wal_mode_at_the_current_schema_version(store: SQLiteStore, d
     assert raw(db, "PRAGMA journal_mode") == [("wal",)]
     assert raw(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {name for (name,) in raw(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"jobs", "events", "agents", "mailbox", "blobs"}
+    assert tables == {"jobs", "events", "agents", "mailbox", "blobs", "leases", "nodes"}
 
 
 def test_event_rows_keep_columns_and_only_payload_and_extra_as_json(store: SQLiteStore, db: Path) -> None:

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mirror_neuron.errors import InvalidCursor, StoreError
 from mirror_neuron.events import Event
-from mirror_neuron.store import TERMINAL_STATUSES, MemoryStore, SQLiteStore, Store, WriteBatch
+from mirror_neuron.store import TERMINAL_STATUSES, Store, WriteBatch
 
 TS = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z; a binary-exact fraction, so the ISO text is exact
 TS_ISO = "2023-11-14T22:13:20.250Z"
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "redis":
-        # A real redis-server (tests/store/conftest.py), a fresh namespace per test.
-        yield request.getfixturevalue("make_redis_store")()
-        return
-    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 def job(job_id: str, status: str = "running", updated_at: str | None = None, **fields: Any) -> dict[str, Any]:

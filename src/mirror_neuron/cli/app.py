@@ -88,6 +88,9 @@ def validate(obj: Context, bundle: str, as_json: bool, strict: bool) -> None:
 @click.option("--job-id", hidden=True, default=None)
 @click.option("--server", "server", default=None, help="Run the job in the `mn serve` at this URL.")
 @click.option("--token", envvar="MIRROR_NEURON_API_TOKEN", default=None, help="With --server: the API token.")
+@click.option(
+    "--node", "pin", default=None, metavar="NAME", help="With --server: run on this node of the cluster."
+)
 @click.pass_obj
 def run(
     obj: Context,
@@ -99,6 +102,7 @@ def run(
     job_id: str | None,
     server: str | None,
     token: str | None,
+    pin: str | None,
 ) -> None:
     """Run a job bundle and wait for it to end (exit 0 only when it completed)."""
     if server:
@@ -106,8 +110,10 @@ def run(
 
         if idle_timeout is not None:
             raise click.UsageError("--idle-timeout applies to jobs run here, not with --server")
-        remote_run_command(server, token, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait)
+        remote_run_command(server, token, bundle, as_json=as_json, timeout=timeout, no_wait=no_wait, node=pin)
         return
+    if pin is not None:
+        raise click.UsageError("--node places a job on a node of a cluster: use it with --server URL")
     from .commands import run_command
 
     run_command(
@@ -138,6 +144,33 @@ def run(
     help="Bearer token every request must carry (required off loopback; prefer the env variable).",
 )
 @click.option("--store", "store_url", default=None, help="Store URL (overrides the global --store).")
+@click.option(
+    "--node-name",
+    default=None,
+    envvar="MIRROR_NEURON_NODE_NAME",
+    help="This node's name in the cluster, unique on the store  [default: <host>:<pid>].",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["runtime", "control"]),
+    default="runtime",
+    show_default=True,
+    help="runtime: hosts jobs; control: hosts none, places every job on a runtime node.",
+)
+@click.option(
+    "--sweep-interval",
+    type=POSITIVE_SECONDS,
+    default=2.0,
+    show_default=True,
+    envvar="MIRROR_NEURON_SWEEP_INTERVAL",
+    help="Seconds between looks for jobs whose node died (their lease, MIRROR_NEURON_LEASE_TTL, expired).",
+)
+@click.option(
+    "--advertise",
+    default=None,
+    metavar="URL",
+    help="Where the other nodes reach this one  [default: http://<host>:<port>].",
+)
 @click.option(
     "--allow-host-local",
     is_flag=True,
@@ -173,6 +206,10 @@ def serve(
     port: int,
     token: str | None,
     store_url: str | None,
+    node_name: str | None,
+    role: str,
+    advertise: str | None,
+    sweep_interval: float,
     allow_host_local: bool,
     allow_openshell: bool,
     allow_network: bool,
@@ -192,6 +229,10 @@ def serve(
         port=port,
         token=token,
         store_url=store_url,
+        node_name=node_name,
+        role=role,
+        advertise=advertise,
+        sweep_interval=sweep_interval,
         allow_host_local=allow_host_local,
         allow_openshell=allow_openshell,
         allow_network=allow_network,
@@ -338,17 +379,28 @@ def job_cleanup(obj: Context, all_jobs: bool, as_json: bool, yes: bool) -> None:
 
 @cli.group()
 def node() -> None:
-    """Runtimes on this machine and their executor pools."""
+    """The nodes of the cluster (mn serve processes on the store) and this machine's runtimes."""
 
 
 @node.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def node_list(obj: Context, as_json: bool) -> None:
-    """List live runtimes (mn run / mn serve processes) with their executor pool usage."""
-    from .commands import node_list_command
+    """List the cluster's nodes (alive or lately dead) and local runtimes, with their executor pools."""
+    from .cluster import node_list_command
 
     node_list_command(obj.config, as_json=as_json)
+
+
+@node.command("drain")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def node_drain(obj: Context, name: str, as_json: bool) -> None:
+    """Move a node's jobs to the other nodes (suspend, release, claimed elsewhere) and take no new ones."""
+    from .cluster import node_drain_command
+
+    node_drain_command(obj.config, name, as_json=as_json)
 
 
 @job.command("recover")

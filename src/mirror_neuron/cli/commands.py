@@ -370,25 +370,6 @@ def _message_arg(text: str) -> Any:
     return value
 
 
-def node_list_command(config: Config, *, as_json: bool) -> None:
-    """Live runtimes, or (when none runs) this machine's configured pools, all idle."""
-    from ..runtime import live_runtimes
-
-    nodes = asyncio.run(live_runtimes())
-    if not nodes:
-        pools = {
-            name: {"capacity": c, "in_use": 0, "available": c, "queued": 0, "active": 0}
-            for name, c in config.pools().items()
-        }
-        nodes = [
-            {"name": config.node_name, "pid": None, "control": None, "jobs": [], "executor_pools": pools}
-        ]
-    if as_json:
-        render.print_json(nodes)
-    else:
-        render.print_nodes(nodes)
-
-
 def follow_command(config: Config, job_id: str, *, as_json: bool, after: int) -> None:
     """A live tail: stored events, then new ones as they happen, until the job ends."""
     store = lookup.open_existing(config)
@@ -423,6 +404,10 @@ def serve_command(
     token: str | None,
     store_url: str | None,
     allow_host_local: bool,
+    node_name: str | None = None,
+    role: str = "runtime",
+    advertise: str | None = None,
+    sweep_interval: float = 2.0,
     allow_openshell: bool = False,
     allow_network: bool = False,
     pass_env: tuple[str, ...] = (),
@@ -433,6 +418,8 @@ def serve_command(
 
     if store_url:
         config = config.with_(store_url=store_url)
+    if node_name:
+        config = config.with_(node_name=node_name)
     if max_run_seconds:  # the operator's own cap wins over the server's default for client bundles
         config = config.with_(policy=config.policy.with_(max_run_seconds=max_run_seconds))
     settings = ServerSettings(
@@ -443,12 +430,22 @@ def serve_command(
         allow_openshell=allow_openshell,
         allow_network=allow_network,
         pass_env=tuple(pass_env),
+        role=role,
+        advertise=advertise,
+        sweep_interval=sweep_interval,
     )
     serve(config, settings)
 
 
 def remote_run_command(
-    url: str, token: str | None, source: str, *, as_json: bool, timeout: float | None, no_wait: bool
+    url: str,
+    token: str | None,
+    source: str,
+    *,
+    as_json: bool,
+    timeout: float | None,
+    no_wait: bool,
+    node: str | None = None,
 ) -> None:
     """``mn run --server``: upload the bundle, then wait and report exactly like a local run."""
     from ..server.client import ServerClient
@@ -457,7 +454,7 @@ def remote_run_command(
     if bundle.root_path is None:
         raise MirrorNeuronError("--server needs a bundle folder")
     with ServerClient(url, token) as client:
-        job_id = client.upload(bundle.root_path)["job_id"]
+        job_id = client.upload(bundle.root_path, node=node)["job_id"]
         if no_wait:
             render.print_json({"job_id": job_id}) if as_json else render.echo(job_id, one_line=True)
             return

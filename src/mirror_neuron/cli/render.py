@@ -173,6 +173,9 @@ def print_job_summary(record: dict[str, Any], events: int | None = None) -> None
         ("submitted", record.get("submitted_at")),
         ("updated", record.get("updated_at")),
     ]
+    if record.get("node"):  # who owns (or last owned) it; the epoch grows with every claim
+        epoch = record.get("lease_epoch")
+        lines.append(("node", f"{record['node']}" + (f" (lease epoch {epoch})" if epoch else "")))
     for why in ("orphaned", "stalled"):  # a live job that is not moving: why, and the way out
         detail = record.get(why)
         if detail:
@@ -284,9 +287,24 @@ def print_control(op: str, result: Any) -> None:
 
 
 def print_nodes(nodes: list[dict[str, Any]]) -> None:
-    """One line per pool: ``node pool in_use/capacity free queued`` (the original's ``2/4 free q=1``)."""
+    """A line per node (its role, state, address and load), then one per pool:
+    ``pool available/capacity free in_use q`` (the original's ``2/4 free q=1``)."""
     for node in nodes:
-        label = node["name"] if node.get("pid") else f"{node['name']} (no runtime running; configured pools)"
-        echo(f"{label}  jobs={len(node.get('jobs') or [])}", one_line=True)
-        for pool, s in sorted(node.get("executor_pools", {}).items()):
+        jobs = node.get("jobs")
+        count = len(jobs) if isinstance(jobs, list) else int(jobs or 0)
+        if node.get("cluster"):
+            state = "draining" if node.get("drain") or node.get("draining") else None
+            state = state or (
+                "alive" if node.get("alive") else f"dead (seen {node.get('seen_ago', 0):.0f}s ago)"
+            )
+            label = (
+                f"{node['name']}  {node.get('role', 'runtime')}  {state}  {node.get('address') or '-'}  "
+                f"v{node.get('version', '?')}  agents={node.get('agents', 0)}"
+            )
+        elif node.get("pid"):
+            label = f"{node['name']}  (local runtime, not a cluster node)"
+        else:
+            label = f"{node['name']} (no runtime running; configured pools)"
+        echo(f"{label}  jobs={count}", one_line=True)
+        for pool, s in sorted((node.get("executor_pools") or {}).items()):
             echo(f"  {pool:<16} {s['available']}/{s['capacity']} free  in_use={s['in_use']} q={s['queued']}")

@@ -26,7 +26,7 @@ from .runners import (
     sandbox_available,
 )
 from .settings import ExecutorSettings
-from .staging import UnsafeTempDir, ensure_private_dir, sweep_stale_runs
+from .staging import UnsafeTempDir, ensure_private_dir, process_start, run_dir, sweep_stale_runs
 from .validate import check_executor_node
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "ensure_private_dir",
     "network_available",
     "parse_structured",
+    "process_start",
+    "run_dir",
     "sandbox_available",
     "sandbox_name",
     "sweep_stale_runs",

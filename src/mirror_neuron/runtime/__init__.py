@@ -2,14 +2,28 @@
 
 Modules, lowest first (imports only go down this list): ``mailbox``, ``scheduler``,
 ``batches``, ``writer``, ``remote``, ``host``, ``cell``, ``job``, ``control``, ``reads``,
-``recovery``, ``controller``, ``runtime``.
+``recovery``, ``controller``, ``runtime``, ``cluster``.
 """
 
 from __future__ import annotations
 
+from .cluster import ClusterNode, NodeSettings, check_join
 from .job import JobRun
+from .placement import Placer, runtime_nodes
 from .reads import JobReader, final_agent_views, orphaned
 from .remote import live_runtimes
 from .runtime import Runtime
 
-__all__ = ["JobReader", "JobRun", "Runtime", "final_agent_views", "live_runtimes", "orphaned"]
+__all__ = [
+    "ClusterNode",
+    "JobReader",
+    "JobRun",
+    "NodeSettings",
+    "Placer",
+    "Runtime",
+    "check_join",
+    "final_agent_views",
+    "live_runtimes",
+    "orphaned",
+    "runtime_nodes",
+]

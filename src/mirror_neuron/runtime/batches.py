@@ -47,7 +47,15 @@ def split(batch: WriteBatch) -> dict[str, WriteBatch]:
             part.consumed[job_id] = batch.consumed[job_id]
         if job_id in batch.blobs:
             part.blobs[job_id] = batch.blobs[job_id]
+        if job_id in batch.epochs:
+            part.epochs[job_id] = batch.epochs[job_id]
     return parts
+
+
+def without(batch: WriteBatch, fenced: Iterable[str]) -> WriteBatch:
+    """``batch`` without the parts of the ``fenced`` jobs (their lease is another node's now)."""
+    drop = set(fenced)
+    return merge(part for job_id, part in split(batch).items() if job_id not in drop)
 
 
 def merge(batches: Iterable[WriteBatch]) -> WriteBatch:
@@ -71,6 +79,7 @@ def merge(batches: Iterable[WriteBatch]) -> WriteBatch:
                 merged[agent_id] = max(pos, merged.get(agent_id, pos))
         for job_id, values in batch.blobs.items():
             out.blobs.setdefault(job_id, {}).update(values)
+        out.epochs.update(batch.epochs)  # a job's epoch only grows (a claim fences the older one)
     return out
 
 
@@ -135,7 +144,7 @@ def rescue(part: WriteBatch, job_id: str, reason: str) -> WriteBatch:
     Snapshots, mail and blobs are left out (one of them is likely what the store refused;
     a failed job is never resumed from them), so any working store accepts the result.
     """
-    out = WriteBatch()
+    out = WriteBatch(epochs=dict(part.epochs))
     if part.jobs:
         record = failed_record(part.jobs[-1], reason)
         if encoding_error(record) is None:

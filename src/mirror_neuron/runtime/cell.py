@@ -18,7 +18,7 @@ from .._time import now_iso
 from ..agents.base import Agent, AgentError
 from ..messages import Message, from_dict
 from ..states import TERMINAL_AGENT_STATES, AgentStatus, agent_move
-from ..store.base import WriteBatch
+from . import runs
 from .host import Host
 from .mailbox import NO_MAILBOX, Mailbox, log_key
 from .writer import Committable
@@ -42,6 +42,7 @@ class Owner(Committable, Protocol):
     #: Ended or suspended: none of its agents is scheduled again.
     halted: bool
     recovered: bool
+    lease_epoch: int | None
     #: Handlers in flight (async agents' drain tasks).
     in_flight: int
     host: Host
@@ -199,18 +200,11 @@ class AgentCell:
         self.job.complete(self.agent_id, result)
 
     async def save_run(self, run: dict[str, Any]) -> None:
-        """Store an executor's finished run durably, before its output is emitted."""
-        host = self.job.host
-        batch = WriteBatch(blobs={self.job_id: {f"run:{self.agent_id}": run}})
-        await host.writer.run_blocking(host.store.write_batch, batch)
+        """Store an executor's finished run durably, before its output is emitted (see :mod:`.runs`)."""
+        await runs.save(self.job, self.agent_id, run)
 
     async def saved_run(self) -> dict[str, Any] | None:
-        """The last stored run of this agent; looked up only for a recovered job."""
-        if not self.job.recovered:
-            return None
-        host = self.job.host
-        run: dict[str, Any] | None = await host.read(host.store.get_blob, self.job_id, f"run:{self.agent_id}")
-        return run
+        return await runs.saved(self.job, self.agent_id)
 
     def open_mailbox(self) -> Mailbox:
         """This agent's own mailbox, made on its first mail."""

@@ -7,18 +7,23 @@ process is gone can still be cancelled or recovered. ``Runtime.control`` is one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._time import now, now_iso
-from ..errors import JobNotFound, JobStateError, NotFound
+from ..errors import JobNotFound, JobStateError, NotFound, NotHosted
 from ..events import make as make_event
+from ..states import JobStatus
 from ..store.base import TERMINAL_STATUSES, WriteBatch
 from . import control, remote
 from .host import Host
 from .job import JobRun
 from .reads import JobReader
-from .recovery import recover_job
+from .recovery import claim, recover_job
+
+#: Seconds a read of the node registry serves control calls.
+NODES_FRESH = 1.0
 
 
 class Control:
@@ -38,6 +43,8 @@ class Control:
         self.reader = reader
         self._started = started
         self._describe = describe
+        self._nodes_view: list[dict[str, Any]] = []
+        self._nodes_read_at = -NODES_FRESH
 
     async def pause(self, job_id: str) -> dict[str, Any]:
         """Pause a running job: agents stop after their current message; mail accumulates."""
@@ -136,10 +143,12 @@ class Control:
         job_id = str(request.get("job_id"))
         job = self.hosted.get(job_id)
         if job is None:
-            raise JobStateError(job_id, f"job {job_id} is no longer hosted by this runtime")
+            raise NotHosted(job_id, f"job {job_id} is no longer hosted by this runtime")
         return await self._apply(str(request.get("op")), job, request)
 
     async def _call(self, op: str, job_id: str, **args: Any) -> dict[str, Any]:
+        """Act on a job wherever it runs: here, in its owner (followed once after a failover),
+        or, for cancel, in the store once its owner is known gone."""
         # Degraded: this runtime's jobs have failed in memory and its store takes no writes, so
         # say that (StoreError) rather than that the job is no longer hosted.
         self.host.writer.check_writable()
@@ -147,34 +156,93 @@ class Control:
         if job is not None:
             return await self._apply(op, job, args)
         record = await self.reader.stored(job_id)
-        status = record.get("status")
-        if status in TERMINAL_STATUSES:
-            verb = "is already in a terminal state" if op == "cancel" else "is not running"
-            raise JobStateError(job_id, f"job {job_id} {verb} ({status})")
-        endpoint = record.get("control")
-        if endpoint:
-            try:
-                result: dict[str, Any] = await remote.call(endpoint, {"op": op, "job_id": job_id, **args})
-                return result
-            except remote.Unreachable:
-                pass
-        if op == "cancel":
+        for attempt in range(2):
+            status = record.get("status")
+            if status in TERMINAL_STATUSES:
+                verb = "is already in a terminal state" if op == "cancel" else "is not running"
+                raise JobStateError(job_id, f"job {job_id} {verb} ({status})")
+            endpoint = await self._owner(record)
+            if endpoint is not None:
+                try:
+                    result: dict[str, Any] = await remote.call(
+                        endpoint,
+                        {"op": op, "job_id": job_id, **args},
+                        token=self.host.config.api_token,
+                        client=self.host.nodes,
+                    )
+                    return result
+                except (remote.Unreachable, NotHosted):
+                    pass
+            fresh = await self.reader.stored(job_id)
+            moved = (fresh.get("node"), fresh.get("lease_epoch")) != (
+                record.get("node"),
+                record.get("lease_epoch"),
+            )
+            record = fresh
+            if not moved or attempt:
+                break
+        if op == "cancel" and record.get("status") not in TERMINAL_STATUSES:
             return await self._force_cancel(record)
-        raise JobStateError(
-            job_id,
-            f"job {job_id} is not running in any live runtime (it was hosted by {record.get('node')}); "
-            f"run `mn job recover {job_id}` to resume it",
+        if record.get("status") in TERMINAL_STATUSES:
+            raise JobStateError(job_id, f"job {job_id} is not running ({record.get('status')})")
+        raise JobStateError(job_id, await self._unreachable(record))
+
+    async def _owner(self, record: dict[str, Any]) -> str | None:
+        """Where the job's owner takes control calls: a live node's address, or (a runtime on
+        this machine) its control socket."""
+        if record.get("status") == JobStatus.SUSPENDED:
+            return None
+        node = record.get("node")
+        for view in await self._nodes():
+            if view["name"] == node and view["alive"] and view.get("address"):
+                return str(view["address"])
+        endpoint = record.get("control")
+        return str(endpoint) if endpoint else None
+
+    async def _nodes(self) -> list[dict[str, Any]]:
+        """The node registry, read at most every :data:`NODES_FRESH` seconds (a call to an owner
+        that died since is followed to the new one anyway)."""
+        if time.monotonic() - self._nodes_read_at > NODES_FRESH:
+            self._nodes_view = await self.host.read(self.host.store.list_nodes)
+            self._nodes_read_at = time.monotonic()
+        return self._nodes_view
+
+    async def _unreachable(self, record: dict[str, Any]) -> str:
+        """Why a live job could not be reached, and what to do about it."""
+        job_id, node = record["job_id"], record.get("node")
+        if record.get("status") == JobStatus.SUSPENDED:
+            return f"job {job_id} is suspended; run `mn job recover {job_id}` to resume it"
+        lease = await self.host.read(self.host.store.get_lease, job_id)
+        if lease is not None and lease.live:
+            return (
+                f"job {job_id} is owned by node {lease.node}, which does not answer; its lease expires "
+                f"in {lease.expires_in:.1f}s, then another node of the cluster may take the job over"
+            )
+        return (
+            f"job {job_id} is not running in any live runtime (it was hosted by {node}); "
+            f"run `mn job recover {job_id}` to resume it"
         )
 
     async def _force_cancel(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Cancel a job whose runtime died: only the stored record can be ended."""
+        """Cancel a job whose runtime is gone: only the stored record can be ended, under a lease
+        taken from the store (so never while a live owner holds it)."""
         job_id = record["job_id"]
-        reason = "forced cancellation of orphaned job"
-        stamp = now_iso()
-        ended = {**record, "status": "cancelled", "result": {"reason": reason}, "updated_at": stamp}
-        seq = await self.host.read(self.host.store.count_events, job_id) + 1
-        event = make_event(seq, "job_cancelled", job_id, now(), None, None, {"reason": reason})
-        await self.host.writer.run_blocking(
-            self.host.store.write_batch, WriteBatch([ended], {job_id: [event]}, {})
-        )
+        epoch = await claim(self.host, record)
+        epochs = {job_id: epoch} if epoch is not None else {}
+        try:
+            record = await self.reader.stored(job_id)
+            if record.get("status") in TERMINAL_STATUSES:
+                raise JobStateError(
+                    job_id, f"job {job_id} is already in a terminal state ({record['status']})"
+                )
+            reason = "forced cancellation of orphaned job"
+            stamp = now_iso()
+            ended = {**record, "status": "cancelled", "result": {"reason": reason}, "updated_at": stamp}
+            seq = await self.host.read(self.host.store.count_events, job_id) + 1
+            event = make_event(seq, "job_cancelled", job_id, now(), None, None, {"reason": reason})
+            batch = WriteBatch([ended], {job_id: [event]}, {}, epochs=epochs)
+            await self.host.writer.run_blocking(self.host.store.write_batch, batch)
+        finally:
+            if epoch is not None and self.host.leases is not None:
+                await self.host.writer.run_blocking(self.host.leases.release_now, job_id)
         return {"job_id": job_id, "status": "cancelled", "forced": True}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
 from ..store.base import Store
+from .leases import LeaseKeeper
+from .remote import NodeClient
 from .scheduler import Scheduler
 from .writer import StoreWriter
 
@@ -38,6 +40,10 @@ class Host:
     release: Callable[[str], None]
     #: Where other processes reach this runtime's jobs (``None``: nowhere).
     control_endpoint: Callable[[], str | None]
+    #: The leases of the jobs hosted here (``None``: a memory store, nothing to own).
+    leases: LeaseKeeper | None = None
+    #: Calls to the other nodes of a cluster.
+    nodes: NodeClient = field(default_factory=NodeClient)
 
     async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a store read, off the event loop when the store blocks."""

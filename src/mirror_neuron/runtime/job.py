@@ -23,6 +23,7 @@ from . import batches
 from .cell import AgentCell
 from .host import Host
 from .mailbox import NO_MAILBOX, seed_message
+from .restarts import handle_crash
 from .stalls import StallWatch, waiting_for
 
 if TYPE_CHECKING:
@@ -31,17 +32,9 @@ if TYPE_CHECKING:
 RECEIVED = "agent_message_received"
 #: How long a job's end waits for its agents to stop (kill scripts, release leases).
 STOP_TIMEOUT = 30.0
-DEFAULT_RESTARTS = 3
 _tuple_new = tuple.__new__
 #: Events too frequent to be the "last thing that happened" in a progress display.
 QUIET_EVENTS = frozenset({RECEIVED, "aggregator_received", "collector_received"})
-
-
-def restart_limit(policies: dict[str, Any]) -> int:
-    value = policies.get("max_agent_restart_attempts", DEFAULT_RESTARTS)
-    return (
-        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_RESTARTS
-    )
 
 
 class JobRun:
@@ -87,6 +80,12 @@ class JobRun:
         self.stall = StallWatch()
         #: Where the job was when it was suspended (it resumes there).
         self.suspended_from: JobStatus | None = None
+        #: The epoch of this runtime's lease on the job (every batch carries it; None: unleased).
+        self.lease_epoch: int | None = None
+        #: Set once another node claimed the job: it stops here and is never written again.
+        self.fenced = False
+        #: Suspended to be taken up by another node (a drain), not left for an operator.
+        self.handoff = False
 
     # -- records ------------------------------------------------------------------
 
@@ -113,6 +112,7 @@ class JobRun:
                 "job_path": str(root) if root else None,
             },
             "node": self.host.config.node_name,
+            "lease_epoch": self.lease_epoch,
             "control": None if self.status is JobStatus.SUSPENDED else self.host.control_endpoint(),
             "heartbeat_at": self.heartbeat_at,
             "agent_count": len(m.nodes),
@@ -120,6 +120,7 @@ class JobRun:
         }
         if self.suspended_from is not None:
             record["suspended_from"] = self.suspended_from.value
+            record["handoff"] = self.handoff  # any node of the cluster takes it up at once
         return record
 
     def touch(self) -> None:
@@ -130,6 +131,10 @@ class JobRun:
     def collect(self, batch: WriteBatch) -> None:
         """Add what changed since the last batch: events, agent snapshots, mail, blobs, the record."""
         job_id = self.job_id
+        if self.fenced:
+            return
+        if self.lease_epoch is not None:
+            batch.epochs[job_id] = self.lease_epoch
         if self.store_error is not None:
             self._collect_failed(batch)
             return
@@ -324,30 +329,8 @@ class JobRun:
         return len(cells), backlog
 
     def crashed(self, cell: AgentCell, error: str, message: Message) -> bool:
-        """Apply the job's ``recovery_mode`` to an agent whose handler crashed.
-
-        ``local_restart``: rebuild the agent from its state and hand it the message again, at
-        most ``max_agent_restart_attempts`` times. ``manual_recover``: put the message back and
-        pause the job for an operator. Returns False when the job must fail instead.
-        """
-        mode = self.manifest.recovery_mode
-        if mode == "manual_recover":
-            cell.requeue(message, error)
-            self.event("agent_crashed", cell.agent_id, {"error": error, "recovery_mode": mode})
-            if self.status is JobStatus.RUNNING:
-                self.pause()
-            return True
-        limit = restart_limit(self.manifest.policies)
-        if cell.restarts >= limit:
-            cell.last_error = f"agent {cell.agent_id} exceeded restart attempts ({limit}): {error}"
-            return False
-        self.event(
-            "agent_recovery_started", cell.agent_id, None, {"attempt": cell.restarts + 1, "error": error}
-        )
-        cell.replace_agent(create_agent(cell.node, cell))
-        cell.requeue(message)
-        self.event("agent_recovered", cell.agent_id, None, {"attempt": cell.restarts})
-        return True
+        """Apply the job's ``recovery_mode`` to an agent whose handler crashed (see :mod:`.restarts`)."""
+        return handle_crash(self, cell, error, message)
 
     # -- stalls ---------------------------------------------------------------------
 
@@ -444,15 +427,16 @@ class JobRun:
             await self.host.writer.flush()
         finally:
             self.publish(None)
-            if not self.done.done():
+            if not self.done.done() and not self.fenced:  # fenced: the new owner's end counts
                 self.done.set_result(self.record())
             self.host.release(self.job_id)
 
-    async def suspend(self, reason: str) -> bool:
+    async def suspend(self, reason: str, *, handoff: bool = False) -> bool:
         """Stop every agent at a message boundary without ending the job: ``mn job recover``
-        resumes it from there. Returns False for a job that already ended."""
+        (or with ``handoff``, another node) resumes it from there. False if it already ended."""
         if self.terminal or self.status is JobStatus.SUSPENDED:
             return False
+        self.handoff = handoff
         self.halted = True
         mine = set(self.cells.values())
         self.host.scheduler.forget(lambda cell: cell in mine)
@@ -472,6 +456,20 @@ class JobRun:
         if not self.gone.done():
             self.gone.set_result(f"job {self.job_id} was suspended: {reason}")
         return True
+
+    def fence(self, reason: str) -> None:
+        """Another node claimed this job: stop it here at once, and never write it again."""
+        if self.fenced:
+            return
+        self.fenced = self.halted = True
+        self.pending_events = []
+        mine = set(self.cells.values())
+        self.host.scheduler.forget(lambda cell: cell in mine)
+        self.host.spawn(self._stop_agents())  # running scripts are killed; nothing is stored
+        self.host.release(self.job_id)
+        self.publish(None)
+        if not self.gone.done():
+            self.gone.set_result(f"job {self.job_id} moved to another node: {reason}")
 
     async def _stop_agents(self) -> None:
         """Cancel running handlers and stop async agents (their scripts), waiting, bounded, for both.

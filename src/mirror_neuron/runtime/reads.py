@@ -67,11 +67,12 @@ def _epoch(stamp: Any) -> float | None:
         return None
 
 
-def _alive_here(node: Any) -> bool:
-    """True when ``node`` (``host:pid``) names a process running on this machine."""
+def _process_here(node: Any) -> bool | None:
+    """Whether ``node`` (``host:pid``, the default name) is a live process of this machine;
+    ``None`` when the name is not such a name (nothing can be told from it)."""
     host, _, pid = str(node).rpartition(":")
     if host != os.uname().nodename or not pid.isdigit():
-        return False
+        return None
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -79,6 +80,17 @@ def _alive_here(node: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _alive_here(node: Any) -> bool:
+    """True when ``node`` names a process running on this machine."""
+    return _process_here(node) is True
+
+
+def dead_here(node: Any) -> bool:
+    """True only when ``node`` names this machine and no process has its pid: the runtime is
+    provably gone. Any other name proves nothing."""
+    return _process_here(node) is False
 
 
 def orphaned(record: dict[str, Any], heartbeat_interval: float = 2.0, now: float | None = None) -> str | None:
@@ -90,6 +102,8 @@ def orphaned(record: dict[str, Any], heartbeat_interval: float = 2.0, now: float
     status = record.get("status")
     job_id = record.get("job_id")
     if status == JobStatus.SUSPENDED:
+        if record.get("handoff"):
+            return None  # handed to the other nodes of the cluster: one of them takes it up
         return f"job {job_id} was suspended by its runtime ({record.get('node')})"
     if status not in LIVE_STATUSES:
         return None
@@ -230,6 +244,8 @@ class JobReader:
             watch[0].cancel()
             if job.done.done():
                 return job.done.result()
+            if job.fenced or job.handoff:  # it moved to another node: wait for it in the store
+                return await self._poll_terminal(job.job_id, idle_timeout)
             if job.gone.done():
                 raise JobOrphaned(job.job_id, job.gone.result())
             since = job.stall.since

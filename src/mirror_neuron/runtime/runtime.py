@@ -11,23 +11,26 @@ import asyncio
 import contextlib
 import gc
 import os
+import shutil
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from .._time import iso, now_iso
 from ..agents import preflight
 from ..bundle.model import Bundle
 from ..config import Config
-from ..errors import StoreError
-from ..execution import LeaseManager, UnsafeTempDir, sweep_stale_runs
+from ..errors import NoEligibleNode, NotFound, StoreError
+from ..execution import LeaseManager, UnsafeTempDir, run_dir, sweep_stale_runs
 from ..ids import job_id as new_job_id
 from ..store import MemoryStore, open_store
 from ..store.base import Store, WriteBatch
 from ..validation import load_bundle
-from . import remote
+from . import remote, shipping
 from .controller import Control
 from .host import Host
 from .job import JobRun
+from .leases import LeaseKeeper
+from .placement import runtime_nodes
 from .reads import JobReader
 from .scheduler import Scheduler
 from .writer import StoreWriter
@@ -75,6 +78,15 @@ class Runtime:
         )
         self.writer.on_error = self._store_failed
         self.scheduler.on_idle = self._quiet
+        durable = not isinstance(self.store, MemoryStore)
+        #: The leases of the jobs hosted here (a memory store is this process's alone: none).
+        self.leases = (
+            LeaseKeeper(self.store, self.config.node_name, self.config.lease_ttl, self._fence)
+            if durable
+            else None
+        )
+        self._letting_go: list[str] = []
+        self._let_go_task: asyncio.Task[None] | None = None
         self.host = Host(
             config=self.config,
             store=self.store,
@@ -84,6 +96,7 @@ class Runtime:
             spawn=self.spawn,
             release=self._release,
             control_endpoint=lambda: self.control_endpoint,
+            leases=self.leases,
         )
         self.reader = JobReader(
             self.store, self.jobs, flush=self.writer.flush, heartbeat_interval=self.config.heartbeat_interval
@@ -94,6 +107,7 @@ class Runtime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._driver: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._closed = False
         self._control: remote.ControlServer | None = None
 
@@ -101,6 +115,11 @@ class Runtime:
     def durable(self) -> bool:
         """True when jobs outlive this process (a store other than ``memory://``)."""
         return not isinstance(self.store, MemoryStore)
+
+    @property
+    def node_client(self) -> remote.NodeClient:
+        """The HTTP client this runtime calls the other nodes of a cluster with (kept open)."""
+        return self.host.nodes
 
     @property
     def control_endpoint(self) -> str | None:
@@ -121,6 +140,8 @@ class Runtime:
             _tune_gc(self.config.gc_threshold)
             self._driver = asyncio.create_task(self.scheduler.run(), name="mn-scheduler")
             self._heartbeat = asyncio.create_task(self._beat(), name="mn-heartbeat")
+            if self.leases is not None:
+                self._renewer = asyncio.create_task(self.leases.run(), name="mn-leases")
         return self
 
     async def __aenter__(self) -> Runtime:
@@ -129,21 +150,24 @@ class Runtime:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def suspend(self, reason: str) -> list[str]:
+    async def suspend(self, reason: str, *, handoff: bool = False) -> list[str]:
         """Suspend every job hosted here at a message boundary (running scripts are stopped).
 
         Each gets a ``job_suspended`` event and the status ``suspended``, and stays in the
-        store for ``mn job recover`` (or the next ``mn serve``) to resume. Returns their ids.
+        store for ``mn job recover`` (or the next ``mn serve``) to resume; with ``handoff``,
+        any other node of the cluster takes it up at once. Returns their ids.
         """
         suspended = []
         for job in list(self.jobs.values()):
-            if await job.suspend(reason):
+            if await job.suspend(reason, handoff=handoff):
                 suspended.append(job.job_id)
         if suspended:
             await self.writer.flush()
+        if self._let_go_task is not None:  # their leases released too: another node may claim them
+            await self._let_go_task
         return suspended
 
-    async def close(self, *, keep_jobs: bool = False) -> None:
+    async def close(self, *, keep_jobs: bool = False, handoff: bool = False) -> None:
         """Stop hosting, flush everything and close the store.
 
         Live jobs fail with a clear reason, or with ``keep_jobs`` (``mn serve``) are
@@ -154,7 +178,7 @@ class Runtime:
             return
         self._closed = True
         if keep_jobs:
-            await self.suspend("the runtime hosting it stopped")
+            await self.suspend("the runtime hosting it stopped", handoff=handoff)
         for job in list(self.jobs.values()):
             job.fail("job_runner", "runtime stopped before the job finished")
         if keep_jobs:
@@ -162,13 +186,20 @@ class Runtime:
                 task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        for background in (self._driver, self._heartbeat):
+        if self._let_go_task is not None:  # the leases of jobs that left: after their last write
+            await self._let_go_task
+        if self.leases is not None:  # nothing renews them from now on: let other nodes claim at once
+            await self.writer.flush()
+            for job_id in list(self.leases.held):
+                await self.writer.run_blocking(self.leases.release_now, job_id)
+        for background in (self._driver, self._heartbeat, self._renewer):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
         if self._control is not None:
             await self._control.close()
+        await self.host.nodes.aclose()
         await self.writer.close()
         self.store.close()
         if self._driver is not None:
@@ -206,12 +237,47 @@ class Runtime:
         return task
 
     def _release(self, job_id: str) -> None:
-        self.jobs.pop(job_id, None)
+        """A job left this runtime (ended, suspended or fenced): so does its lease."""
+        job = self.jobs.pop(job_id, None)
+        root = job.bundle.root_path if job is not None else None
+        if (
+            root is not None
+            and root.name.startswith(shipping.PREFIX)
+            and shipping.is_shipped(root, run_dir(self.config.temp_dir))
+        ):
+            self.spawn(asyncio.to_thread(shutil.rmtree, root, True))  # this node's copy of its files
+        if self.leases is None or job_id not in self.leases.held:
+            return
+        if job is not None and job.fenced:
+            self.leases.forget(job_id)
+            return
+        self._letting_go.append(job_id)
+        if self._let_go_task is None or self._let_go_task.done():
+            self._let_go_task = asyncio.get_running_loop().create_task(self._let_go(), name="mn-release")
+
+    async def _let_go(self) -> None:
+        """Release the leases of jobs that left, once their last state is stored."""
+        assert self.leases is not None
+        while self._letting_go:
+            await self.writer.flush()
+            ids, self._letting_go = self._letting_go, []
+            for job_id in ids:
+                await self.writer.run_blocking(self.leases.release_now, job_id)
+
+    def _fence(self, job_id: str, reason: str) -> None:
+        """Another node claimed a job hosted here: it stops here, unwritten."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.fence(reason)
 
     def _quiet(self) -> None:
         """The run queue is empty: a job hosted here may now be unable to go on by itself."""
         for job in self.jobs.values():
             job.check_stall()
+
+    def pool_stats(self) -> dict[str, dict[str, int]]:
+        """Each executor pool's capacity and use (``capacity``, ``in_use``, ``available``, ``queued``)."""
+        return cast("dict[str, dict[str, int]]", self.services["leases"].stats())
 
     def inspect_node(self) -> dict[str, Any]:
         """This runtime: its name, the jobs it hosts and its executor pools (with live usage)."""
@@ -221,7 +287,7 @@ class Runtime:
             "control": self.control_endpoint,
             "store": self.store.url,
             "jobs": sorted(self.jobs),
-            "executor_pools": self.services["leases"].stats(),
+            "executor_pools": self.pool_stats(),
             "health": self.health(),
         }
 
@@ -234,10 +300,34 @@ class Runtime:
                 job.record_dirty = True
                 self.writer.mark(job)
 
+    async def inspect_nodes(self) -> list[dict[str, Any]]:
+        """Every node of the cluster on this store (``mn serve`` processes), alive or lately dead."""
+        nodes: list[dict[str, Any]] = await self.host.read(self.store.list_nodes)
+        return nodes
+
+    async def drain_node(self, name: str) -> None:
+        """Ask node ``name`` to hand its jobs to the other nodes (it notices within a heartbeat).
+
+        Raises:
+            NotFound: no node of that name is registered.
+            NoEligibleNode: no other live runtime node could take its jobs.
+        """
+        nodes = await self.inspect_nodes()
+        if not any(n["name"] == name for n in nodes):
+            known = ", ".join(n["name"] for n in nodes) or "none"
+            raise NotFound(f"no node named {name} in the cluster (nodes: {known})")
+        if not any(runtime_nodes(n for n in nodes if n["name"] != name)):
+            raise NoEligibleNode(f"no other live runtime node can take the jobs of {name}: start one first")
+        if not await self.host.read(self.store.request_drain, name):
+            raise NotFound(f"no node named {name} in the cluster")
+
     # -- jobs -----------------------------------------------------------------------
 
-    async def submit(self, source: Any, *, job_id: str | None = None) -> str:
-        """Validate and start a job; returns its id once the ``pending`` record is stored."""
+    async def submit(self, source: Any, *, job_id: str | None = None, placed: str | None = None) -> str:
+        """Validate and start a job; returns its id once the ``pending`` record is stored.
+
+        ``placed`` says why a cluster chose this node (the job's first event, ``job_placed``).
+        """
         if self._driver is None:
             await self.start()
         # Parsing and validating a big manifest takes seconds: never on the event loop.
@@ -245,16 +335,24 @@ class Runtime:
         await asyncio.to_thread(preflight, bundle, self.config)  # stats upload sources, may probe bwrap
         job_id = job_id or new_job_id(bundle.manifest.graph_id)
         job = JobRun(self.host, bundle, job_id)
+        if self.leases is not None:  # owned before it exists: no sweep can take it meanwhile
+            job.lease_epoch = await self.leases.claim(job_id)
+            if job.lease_epoch is None:
+                raise StoreError(f"job {job_id} is already owned by another node")
         try:
             await self.writer.run_blocking(
                 self._create, job.record(), bundle if self.store.blocking else None
             )
-        except StoreError:
-            raise
         except Exception as exc:
+            if self.leases is not None:
+                await self.writer.run_blocking(self.leases.release_now, job_id)
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"failed to persist initial job: {exc}") from exc
         job.record_dirty = False
         self.jobs[job_id] = job
+        if placed is not None:
+            job.event("job_placed", None, None, {"node": self.config.node_name, "reason": placed})
         job.start()
         return job_id
 
@@ -267,8 +365,12 @@ class Runtime:
         self.writer.check_writable()  # a degraded runtime takes no new jobs: it could not store them
         self.store.create_job(record)
         if bundle is not None:
-            manifest = bundle.manifest.to_dict()
-            self.store.write_batch(WriteBatch(blobs={record["job_id"]: {"manifest": manifest}}))
+            blobs: dict[str, Any] = {"manifest": bundle.manifest.to_dict()}
+            if self.config.ship_bundles and bundle.root_path is not None:
+                files = shipping.pack(bundle.root_path)
+                if files is not None:
+                    blobs[shipping.BLOB] = files
+            self.store.write_batch(WriteBatch(blobs={record["job_id"]: blobs}))
 
     async def run(self, source: Any, *, timeout: float | None = None) -> tuple[str, dict[str, Any]]:
         """Submit and wait: ``(job_id, terminal job record)``."""

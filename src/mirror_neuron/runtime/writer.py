@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .._time import iso
-from ..errors import StoreError
+from ..errors import LeaseLost, StoreError
 from ..store.base import Store, WriteBatch
 from . import batches
 
@@ -54,6 +54,9 @@ class Committable(Protocol):
         """Add everything that changed since the last batch to ``batch``."""
 
     def storage_failed(self, reason: str) -> None: ...
+
+    def fence(self, reason: str) -> None:
+        """Another node owns the job now: stop it here without writing it again."""
 
 
 log = logging.getLogger("mirror_neuron.store")
@@ -81,6 +84,8 @@ class Outcome:
 
     #: Jobs whose own data the store refused: job id → reason (they fail).
     failed: dict[str, str] = field(default_factory=dict)
+    #: Jobs whose lease another node claimed: their parts were dropped (they stop here).
+    fenced: list[str] = field(default_factory=list)
     #: Set when nothing could be written: the store is down and this batch is held back.
     unwritten: WriteBatch | None = None
     error: str | None = None
@@ -193,13 +198,20 @@ class StoreWriter:
         """Write ``batch``; failing that, job by job. Runs in the writer thread (never raises)."""
         if self._down is not None and not retrying:
             return Outcome(unwritten=batch, error=self._down)
+        fenced: list[str] = []
         error = self._write(batch, attempts)
+        while isinstance(error, LeaseLost):  # a deposed owner's part is dropped, never written
+            fenced += error.job_ids
+            batch = batches.without(batch, error.job_ids)
+            log.warning("%s; they stop here without writing", error)
+            error = self._write(batch, attempts) if batch else None
         if error is None:
             self._down = None
-            return Outcome()
+            return Outcome(fenced=fenced)
         log.error("store write failed after %d attempt(s), writing job by job: %s", attempts, error)
         try:
             outcome = self._isolate(batch, error)
+            outcome.fenced += fenced
         except Exception as exc:  # a bug here must not kill the writer: hold the batch, stay loud
             log.exception("writing job by job failed")
             outcome = Outcome(unwritten=batch, error=f"{error} (then: {exc!r})")
@@ -213,7 +225,7 @@ class StoreWriter:
                 self.store.write_batch(batch)
                 return None
             except Exception as exc:
-                if attempt == attempts:
+                if attempt == attempts or isinstance(exc, LeaseLost):
                     return exc
                 time.sleep(delay)  # in the writer thread: the event loop is not blocked
                 delay *= 4
@@ -227,6 +239,9 @@ class StoreWriter:
         """
         parts = batches.split(batch)
         refused = {job_id: exc for job_id, part in parts.items() if (exc := self._write(part, 1))}
+        fenced = [job_id for job_id, exc in refused.items() if isinstance(exc, LeaseLost)]
+        for job_id in fenced:
+            del refused[job_id], parts[job_id]
         bad = {job_id: why for job_id in refused if (why := batches.unencodable(parts[job_id]))}
         for job_id in [j for j in refused if j not in bad]:  # good data: the store's moment, try again
             if self._write(parts[job_id], WRITE_ATTEMPTS) is None:
@@ -234,7 +249,7 @@ class StoreWriter:
         if any(job_id not in bad for job_id in refused):  # still refused: an outage, hold it all back
             unwritten = batches.merge([parts[job_id] for job_id in refused])
             return Outcome(unwritten=unwritten, error=str(next(iter(refused.values()))))
-        store_up = len(refused) < len(parts)
+        store_up = len(refused) < len(parts) or bool(fenced)  # a fencing refusal is an answer
         failed: dict[str, str] = {}
         for job_id, why in bad.items():
             failed[job_id] = (
@@ -250,7 +265,7 @@ class StoreWriter:
             return Outcome(unwritten=batch, error=str(error))
         for job_id, reason in failed.items():
             log.error("job %s fails: %s", job_id, reason)
-        return Outcome(failed=failed)
+        return Outcome(failed=failed, fenced=fenced)
 
     def _probe(self, job_id: str) -> Exception | None:
         """Whether the store answers at all, when a refused part leaves nothing to write."""
@@ -278,6 +293,11 @@ class StoreWriter:
 
     def _settle(self, outcome: Outcome, serial: int, jobs: list[Committable]) -> None:
         """Apply a batch's outcome: fail the jobs the store refused, hold back what was not written."""
+        if outcome.fenced:
+            fenced = set(outcome.fenced)
+            for one in jobs:
+                if one.job_id in fenced:
+                    one.fence("the store refused its write: another node claimed the job")
         if outcome.failed:
             by_id = {job.job_id: job for job in jobs}
             for job_id, reason in outcome.failed.items():

@@ -17,11 +17,12 @@ from fastapi.openapi.utils import get_openapi
 
 from ..config import Config
 from ..policy import ExecutionPolicy
-from ..runtime import Runtime
+from ..runtime import ClusterNode, NodeSettings, Runtime
 from .auth import TOKEN_ENV, BearerAuth, LocalOnly
 from .docs import DOCS_PATHS, install_docs
 from .errors import install_error_handlers
 from .middleware import BodyLimit
+from .node_routes import router as node_router
 from .routes import router
 from .settings import ServerSettings
 from .upload import Uploads
@@ -36,7 +37,11 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
     config = config or Config.from_env()
     # Bundles come from clients: they get only what the operator allowed; everything else the
     # operator configured (caps, the OpenShell CLI, network allow/deny lists) stays.
-    config = config.with_(policy=submitted_policy(config.policy, settings))
+    config = config.with_(
+        policy=submitted_policy(config.policy, settings),
+        api_token=settings.token or config.api_token,
+        ship_bundles=True,  # any node of the cluster, on any machine, may have to recover its jobs
+    )
 
     manifest_limits = replace(settings.manifests, max_bytes=settings.max_manifest_bytes)
 
@@ -47,18 +52,29 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
             upload_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         uploads = Uploads(upload_dir, settings.uploads, manifest_limits)
         runtime = Runtime(config)
+        node_settings = NodeSettings(
+            role=settings.role, address=settings.advertise, sweep_interval=settings.sweep_interval
+        )
+        node = ClusterNode(runtime, node_settings, _version())
+        handoff = False
         try:
-            await runtime.start()
-            # Jobs whose runtime died (or a previous server) go on here.
-            await runtime.control.recover_orphans()
+            # Join the cluster; alone in it, resume the jobs whose runtime died (or a previous
+            # server); else the sweep hands each to a node as its recovery_mode says.
+            await node.start()
             # Then their bundles get an owner again, and a killed server's leftovers go.
             await uploads.sweep(runtime)
             app.state.runtime = runtime
             app.state.uploads = uploads
+            app.state.node = node
             yield
         finally:
-            # Suspend, do not fail: the next server on this store resumes the jobs.
-            await runtime.close(keep_jobs=True)
+            # Suspend, do not fail: another node (or the next server on this store) resumes them.
+            handoff = await node.stop()
+            # Suspended, stored and released first: until then the registry still names this
+            # node, so were it killed meanwhile, the others' sweeps would take its jobs over.
+            await runtime.suspend("the runtime hosting it stopped", handoff=handoff)
+            await node.leave()  # before the store closes with the runtime
+            await runtime.close(keep_jobs=True, handoff=handoff)
             uploads.close()
 
     app = FastAPI(
@@ -73,6 +89,7 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
     app.state.settings = settings
     app.state.manifest_limits = manifest_limits
     app.include_router(router)
+    app.include_router(node_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.token:

@@ -76,9 +76,11 @@ class ServerClient:
         except httpx.HTTPError as exc:
             raise MirrorNeuronError(f"cannot reach the server at {self.url}: {exc}") from exc
 
-    def upload(self, root: Path) -> dict[str, Any]:
+    def upload(self, root: Path, node: str | None = None) -> dict[str, Any]:
+        """Upload and run a bundle folder (on node ``node`` of the cluster, if given)."""
         files = {"bundle": (f"{root.name}.zip", zip_bundle(root), "application/zip")}
-        uploaded: dict[str, Any] = self.request("POST", "/jobs/upload", files=files)
+        params = {"node": node} if node else None
+        uploaded: dict[str, Any] = self.request("POST", "/jobs/upload", files=files, params=params)
         return uploaded
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from ..errors import (
     ManifestError,
     MessageError,
     MirrorNeuronError,
+    NoEligibleNode,
     NotFound,
     StoreError,
 )
@@ -68,6 +69,7 @@ STATUS: tuple[tuple[type[MirrorNeuronError], int], ...] = (
     (BadUpload, 400),
     (StoreError, 503),
     (ExecutionError, 503),  # e.g. this host cannot provide the sandbox
+    (NoEligibleNode, 503),  # no node of the cluster can host the job now
     (MirrorNeuronError, 400),
 )
 

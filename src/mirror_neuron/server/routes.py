@@ -8,16 +8,19 @@ the store that it cannot represent.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections import Counter
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..runtime import Runtime
 from ..store.base import JOB_STATUSES, JobList
 from . import schemas as s
+from .cluster import node_of, placed_submit, upload_manifest
+from .errors import BadUpload
 from .limits import decode_body, decode_message
 from .records import job_summary, public_record
 from .settings import ServerSettings
@@ -102,16 +105,11 @@ async def summary(request: Request) -> dict[str, Any]:
     """Jobs per status, and the executor pools' use (their capacity before any executor ran)."""
     rt = _runtime(request)
     counts = Counter(str(job.get("status")) for job in await rt.list_jobs())
-    return {"jobs": counts, "hosted": len(rt.jobs), "node": rt.config.node_name, "executor_pools": _pools(rt)}
-
-
-def _pools(rt: Runtime) -> dict[str, dict[str, int]]:
-    leases = rt.services.get("leases")  # created by the first executor that runs
-    if leases is not None:
-        return cast("dict[str, dict[str, int]]", leases.stats())
     return {
-        name: {"capacity": cap, "in_use": 0, "available": cap, "queued": 0, "active": 0}
-        for name, cap in rt.config.pools().items()
+        "jobs": counts,
+        "hosted": len(rt.jobs),
+        "node": rt.config.node_name,
+        "executor_pools": rt.pool_stats(),
     }
 
 
@@ -123,7 +121,7 @@ def _pools(rt: Runtime) -> dict[str, dict[str, int]]:
     responses={**s.JOB_ERRORS, 413: {"model": s.ErrorBody, "description": "Manifest too large."}},
     openapi_extra=MANIFEST_BODY,
 )
-async def submit(request: Request) -> dict[str, Any]:
+async def submit(request: Request) -> dict[str, Any] | JSONResponse:
     """Run a manifest without payload files (upload a zip for bundles with payloads).
 
     The body is decoded and its size and counts checked in a worker thread, before any
@@ -132,7 +130,10 @@ async def submit(request: Request) -> dict[str, Any]:
     rt = _runtime(request)
     body = await request.body()
     manifest = await asyncio.to_thread(decode_body, body, request.app.state.manifest_limits)
-    job_id = await rt.submit(manifest)
+    answer, placed = await placed_submit(request, manifest, content=body)
+    if answer is not None:  # another node of the cluster took it
+        return answer
+    job_id = await rt.submit(manifest, placed=placed)
     return {"job_id": job_id, "status": (await rt.inspect_job(job_id))["status"]}
 
 
@@ -145,10 +146,19 @@ async def submit(request: Request) -> dict[str, Any]:
 )
 async def upload(
     request: Request, bundle: Annotated[UploadFile, File(description="The bundle folder as a zip archive.")]
-) -> dict[str, Any]:
-    """Unpack a zipped bundle into a server-owned folder, validate it and run it here."""
+) -> dict[str, Any] | JSONResponse:
+    """Unpack a zipped bundle into a server-owned folder, validate it and run it (on the
+    node of the cluster with the most free capacity for it)."""
     rt = _runtime(request)
-    job_id = await request.app.state.uploads.run(rt, bundle.file)
+    data = await asyncio.to_thread(bundle.file.read)
+    raw = await asyncio.to_thread(upload_manifest, data, request.app.state.manifest_limits.max_bytes)
+    if raw is None and not node_of(request).hosts_jobs:
+        raise BadUpload("the upload has no readable manifest.json at its top level")
+    files = {"bundle": (bundle.filename or "bundle.zip", data, "application/zip")}
+    answer, placed = await placed_submit(request, raw, files=files)
+    if answer is not None:
+        return answer
+    job_id = await request.app.state.uploads.run(rt, io.BytesIO(data), placed=placed)
     return {"job_id": job_id, "status": (await rt.inspect_job(job_id))["status"]}
 
 

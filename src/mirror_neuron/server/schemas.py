@@ -34,6 +34,29 @@ class Summary(BaseModel):
     executor_pools: dict[str, dict[str, int]]
 
 
+class Node(Open):
+    """A node of the cluster as its last heartbeat described it."""
+
+    name: str
+    alive: bool = Field(description="Heartbeat seen within the node TTL.")
+    seen_ago: float = Field(description="Seconds since its last heartbeat.")
+    drain: bool = Field(description="An operator asked it to drain.")
+    role: str | None = None
+    address: str | None = Field(default=None, description="Where its API is reached.")
+    version: str | None = None
+    jobs: int | None = Field(default=None, description="Jobs it hosts.")
+    agents: int | None = Field(default=None, description="Agents of the jobs it hosts.")
+
+
+class NodeList(BaseModel):
+    data: list[Node]
+
+
+class Drain(BaseModel):
+    node: str
+    drain: bool
+
+
 class Submitted(BaseModel):
     job_id: str
     status: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from dataclasses import replace
 
 from ..config import Config
 from ..errors import MirrorNeuronError
@@ -31,12 +32,17 @@ def serve(config: Config, settings: ServerSettings, *, log_level: str = "info") 
     sock = listen(settings.host, settings.port)
     try:
         check_store(config)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        port = sock.getsockname()[1]  # the port that --port 0 got
+        if settings.advertise is None:
+            settings = replace(settings, advertise=f"http://{advertised_host(settings.host)}:{port}")
+        check_cluster(config, settings)
         app = create_app(config, settings)
         auth = "bearer token required" if settings.token else "no token: loopback only"
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        where = f"http://{host}:{sock.getsockname()[1]}/api/v1"  # the port that --port 0 got
+        where = f"http://{host}:{port}/api/v1"
         print(
-            f"mn serve: {where} ({auth}); docs at /docs; store {redact_url(config.store_url)}",
+            f"mn serve: {where} ({auth}); docs at /docs; store {redact_url(config.store_url)}; "
+            f"node {config.node_name} ({settings.role}, advertised as {settings.advertise})",
             file=sys.stderr,
         )
         server = uvicorn.Server(
@@ -66,9 +72,14 @@ def listen(host: str, port: int) -> socket.socket:
     It listens at once: only a listening socket holds the port against another ``mn serve``
     (with SO_REUSEADDR, Linux lets two sockets bind one port while neither listens).
 
+    The protocol is named (``IPPROTO_TCP``): asyncio sets ``TCP_NODELAY`` only on connections
+    of such a socket, and without it every response on a kept-alive connection waited ~40 ms
+    for a delayed ACK (Nagle's algorithm).
+
     Raises MirrorNeuronError ("cannot listen on 127.0.0.1:4000: address already in use").
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: not past a live listener
         sock.bind((host, port))
@@ -79,6 +90,34 @@ def listen(host: str, port: int) -> socket.socket:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise MirrorNeuronError(f"cannot listen on {where}: {reason[:1].lower()}{reason[1:]}") from exc
     return sock
+
+
+def advertised_host(bind: str) -> str:
+    """The host other nodes use to reach a server bound to ``bind`` (a wildcard: this host's name)."""
+    if bind in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return f"[{bind}]" if ":" in bind else bind
+
+
+def check_cluster(config: Config, settings: ServerSettings) -> None:
+    """Refuse, before serving, to join a cluster this node does not fit: nodes of another
+    version, or a live node of the same name. Raises ConfigError saying which."""
+    from ..runtime import NodeSettings, check_join
+    from ..store import open_store
+
+    NodeSettings(role=settings.role)  # ConfigError for a role that is none
+    store = open_store(config.store_url)
+    try:
+        nodes = store.list_nodes()
+    finally:
+        store.close()
+    check_join(nodes, config.node_name, _version())
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def check_store(config: Config) -> None:

@@ -77,6 +77,12 @@ class ServerSettings:
     #: a cap of its own (``MIRROR_NEURON_MAX_RUN_SECONDS``): a ``sleep`` must not hold a
     #: pool slot for ever.
     max_run_seconds: float = 3600.0
+    #: ``runtime`` hosts jobs; ``control`` hosts none and forwards submissions to runtime nodes.
+    role: str = "runtime"
+    #: Where the other nodes reach this one (default: ``http://<bind address>:<port>``).
+    advertise: str | None = None
+    #: Seconds between this node's sweeps for jobs whose owner is gone.
+    sweep_interval: float = 2.0
 
     def __post_init__(self) -> None:
         if self.token is not None:

@@ -10,7 +10,8 @@ the bytes actually inflated, aborting as soon as a limit is passed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import re
 import shutil
 import stat
 import tempfile
@@ -18,11 +19,17 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ..errors import ManifestError, MirrorNeuronError
+from ..errors import JobNotFound, ManifestError, MirrorNeuronError
+from ..execution import process_start
 from ..runtime import Runtime
+from ..store.base import TERMINAL_STATUSES
 from .errors import BadUpload, UploadTooLarge
 from .limits import check_manifest_file
 from .settings import ManifestLimits, UploadLimits
+
+#: How often (seconds) the folder of a job that left this node is checked for the job's end.
+ORPHAN_CHECK = 5.0
+
 
 CHUNK = 1024 * 1024
 MANIFEST = "manifest.json"
@@ -30,6 +37,8 @@ IGNORED_TOP = {"__MACOSX"}
 WORKDIR_PREFIX = "bundle-"
 #: What error messages say instead of an upload's private folder.
 UPLOAD_PLACEHOLDER = "<upload>"
+#: ``bundle-<pid>-<process start>-…``: which process unpacked an upload folder.
+_MADE_BY = re.compile(r"bundle-(\d+)-(\d+)-")
 
 
 def _safe_parts(name: str, limits: UploadLimits) -> tuple[str, ...]:
@@ -111,7 +120,10 @@ def unpack_bundle(data: IO[bytes], parent: Path, limits: UploadLimits) -> tuple[
     The directory is removed again if anything is rejected.
     """
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=parent)).resolve()
+    # Named after this process: nodes sharing the folder leave each other's uploads in progress alone.
+    pid = os.getpid()
+    prefix = f"{WORKDIR_PREFIX}{pid}-{process_start(pid)}-"
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent)).resolve()
     try:
         try:
             with zipfile.ZipFile(data) as archive:
@@ -144,6 +156,13 @@ def bundle_folders(root: Path) -> list[Path]:
     ]
 
 
+def _unpacking(folder: Path) -> bool:
+    """Whether the process that unpacked ``folder`` (named in it) still runs: its upload may
+    not be a job yet."""
+    match = _MADE_BY.match(folder.name)
+    return match is not None and process_start(int(match[1])) == match[2]
+
+
 def _owner(folder: Path, paths: dict[Path, str]) -> str | None:
     """The id of the job whose bundle lies in ``folder``, if any."""
     return next((job_id for path, job_id in paths.items() if path.is_relative_to(folder)), None)
@@ -165,14 +184,14 @@ class Uploads:
         self.manifests = manifests or ManifestLimits()
         self.live: set[Path] = set()
 
-    async def run(self, runtime: Runtime, data: IO[bytes]) -> str:
+    async def run(self, runtime: Runtime, data: IO[bytes], *, placed: str | None = None) -> str:
         """Unpack, check the manifest's size and counts, validate and submit (all off the
         event loop); the folder is removed once the job has ended."""
         workdir, root = await asyncio.to_thread(unpack_bundle, data, self.root, self.limits)
         self.live.add(workdir)
         try:
             await asyncio.to_thread(check_manifest_file, root / MANIFEST, self.manifests)
-            job_id = await runtime.submit(str(root))
+            job_id = await runtime.submit(str(root), placed=placed)
         except BaseException as exc:
             await self._remove(workdir)
             if isinstance(exc, MirrorNeuronError):
@@ -200,6 +219,8 @@ class Uploads:
         for folder in await asyncio.to_thread(bundle_folders, self.root):
             job_id = _owner(folder, paths)
             if job_id is None:
+                if _unpacking(folder):
+                    continue  # a live process (a node sharing this folder) is still checking it
                 await self._remove(folder)
                 removed.append(folder)
             elif folder not in self.live:
@@ -208,13 +229,26 @@ class Uploads:
         return removed
 
     async def _remove_after(self, runtime: Runtime, job_id: str, workdir: Path) -> None:
+        """Remove the folder once the job has ended, wherever it ran: a job handed to another
+        node of the cluster (or suspended) still needs its files there."""
         try:
-            with contextlib.suppress(MirrorNeuronError):  # e.g. the job was deleted meanwhile
-                await runtime.wait(job_id)
+            while True:
+                try:
+                    await runtime.wait(job_id)
+                    break
+                except JobNotFound:
+                    break  # deleted meanwhile
+                except MirrorNeuronError:  # it left this node without ending
+                    record = await runtime.inspect_job(job_id)
+                    if record.get("status") in TERMINAL_STATUSES:
+                        break
+                    await asyncio.sleep(ORPHAN_CHECK)  # until a node ends it, or this server stops
         except asyncio.CancelledError:
             # The server stopped with the job suspended: keep its files for recovery.
             self.live.discard(workdir)
             raise
+        except MirrorNeuronError:
+            pass  # e.g. deleted while we looked
         await self._remove(workdir)
 
     async def _remove(self, workdir: Path) -> None:
@@ -227,5 +261,5 @@ class Uploads:
         for workdir in list(self.live):
             shutil.rmtree(workdir, ignore_errors=True)
         self.live.clear()
-        if self.owned:
+        if not bundle_folders(self.root):  # else kept for suspended jobs another node takes up
             shutil.rmtree(self.root, ignore_errors=True)

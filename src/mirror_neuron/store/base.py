@@ -17,6 +17,7 @@ from .._json import dumps, loads
 from ..errors import InvalidCursor
 from ..events import Event
 from ..states import LIVE_JOB_STATES, TERMINAL_JOB_STATES
+from .ownership import Ownership
 
 TERMINAL_STATUSES: frozenset[str] = frozenset(s.value for s in TERMINAL_JOB_STATES)
 LIVE_STATUSES: frozenset[str] = frozenset(s.value for s in LIVE_JOB_STATES)
@@ -115,14 +116,18 @@ class WriteBatch:
     consumed: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Named JSON values per job (the normalised manifest, stored executor outputs).
     blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The lease epoch each leased job was hosted under (see :mod:`.ownership`): the store
+    #: refuses the whole batch, writing nothing, if one is not the job's current epoch.
+    epochs: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.jobs or self.events or self.agents or self.messages or self.consumed or self.blobs)
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Persistence for jobs, events and agent snapshots. Implementations are thread-safe."""
+class Store(Ownership, Protocol):
+    """Persistence for jobs, events and agent snapshots, and the job leases and node registry
+    of :class:`~.ownership.Ownership`. Implementations are thread-safe."""
 
     #: True when writes block on I/O; the runtime then writes from a worker thread.
     blocking: bool
@@ -130,7 +135,11 @@ class Store(Protocol):
     url: str
 
     def write_batch(self, batch: WriteBatch) -> None:
-        """Apply a batch atomically; terminal job records are never overwritten."""
+        """Apply a batch atomically; terminal job records are never overwritten.
+
+        Raises:
+            LeaseLost: a job's epoch in ``batch.epochs`` is stale; nothing was written.
+        """
 
     def create_job(self, record: dict[str, Any]) -> None:
         """Insert a new job record (fails with StoreError if the id exists)."""
@@ -159,7 +168,7 @@ class Store(Protocol):
         """The ids of the stored jobs that start with ``prefix``, sorted; the first ``limit`` of them."""
 
     def delete_job(self, job_id: str) -> bool:
-        """Remove a job and all its events and snapshots; False if it did not exist."""
+        """Remove a job and all its events, snapshots and lease; False if it did not exist."""
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         """Events with ``seq > after``, oldest first, as dicts (each has ``seq``)."""

@@ -16,8 +16,9 @@ key                                    type      content
 ``<ns>:channel:events:<id>``           pub/sub   each event JSON, published as it is stored
 =====================================  ========  =================================================
 
-Our additions, which the original did not have (an index and a high-water mark; a tool
-that only knows the keys above can ignore them):
+Our additions, which the original did not have (an index, a high-water mark, and the
+leases and nodes of :mod:`.ownership`, scripts in :mod:`.keys_cluster`; a tool that only
+knows the keys above can ignore them):
 
 =====================================  ========  =================================================
 ``<ns>:job:<id>:events:seq``           string    highest event ``seq`` stored: a replayed event
@@ -33,6 +34,12 @@ that only knows the keys above can ignore them):
 ``<ns>:job:<id>:mailbox:<agent_id>``   zset      queued mail: score = position, member =
                                                  ``<position>:<message JSON>``
 ``<ns>:job:<id>:blobs``                hash      named JSON values of the job (manifest, outputs)
+``<ns>:job:<id>:epoch``                string    the job's lease epoch counter (missing: 0)
+``<ns>:job:<id>:lease``                hash      its lease: ``node``, ``epoch``, ``expires`` (server
+                                                 ms; kept after expiry, deleted on release)
+``<ns>:nodes``                         hash      node name → its info, JSON
+``<ns>:nodes:seen``                    hash      node name → ``<last heartbeat ms> <ttl ms>``
+``<ns>:nodes:drain``                   set       names of the nodes asked to drain
 =====================================  ========  =================================================
 
 Like the original, ids are not escaped: a job id that itself contains ``:events`` or
@@ -50,6 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import TERMINAL_STATUSES
+from .keys_cluster import CLUSTER_SCRIPTS, FENCE, ClusterKeys
 
 __all__ = ["CREATION_DIGITS", "DEFAULT_NAMESPACE", "SCRIPTS", "Keys"]
 
@@ -60,14 +68,10 @@ CREATION_DIGITS = 16
 
 
 @dataclass(frozen=True, slots=True)
-class Keys:
-    """Key names for one namespace; an empty namespace means no prefix at all."""
+class Keys(ClusterKeys):
+    """Key names for one namespace; an empty namespace means no prefix at all (:attr:`prefix`)."""
 
     namespace: str = DEFAULT_NAMESPACE
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.namespace}:" if self.namespace else ""
 
     # -- the original's keys --------------------------------------------------------------
 
@@ -220,6 +224,7 @@ _PRELUDE = (
 
 _WRITE_BATCH = (
     _PRELUDE
+    + FENCE
     + """
 -- KEYS: jobs, recent, live, order, created, then the keys of each section below.
 -- ARGV: #records, #event groups, #agent groups, #mail groups, #consumed groups, #blob groups,
@@ -231,6 +236,7 @@ _WRITE_BATCH = (
 --   mail groups  KEYS mailboxes set, count mailbox keys     ARGV count, count x (agent id, pos, member)
 --   consumed     KEYS mailboxes set, count mailbox keys     ARGV count, count x (agent id, pos)
 --   blob groups  KEYS blobs hash                            ARGV count, count x (name, JSON)
+--   epochs       KEYS count epoch counters                  ARGV count, count x (job id, epoch)
 local k = {jobs = KEYS[1], recent = KEYS[2], live = KEYS[3], order = KEYS[4], created = KEYS[5]}
 local njobs, ngroups, nagents = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local nmail, nconsumed, nblobs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -300,6 +306,7 @@ local agent_groups = sections(nagents, 'set', true, 'string', 2)
 local mail_groups = sections(nmail, 'set', true, 'zset', 3)
 local consumed_groups = sections(nconsumed, 'set', true, 'zset', 2)
 local blob_groups = sections(nblobs, 'hash', false, nil, 2)
+check_epochs(ki, ai)  -- fencing: one stale lease epoch refuses the whole batch
 
 -- Phase 2: write.
 for _, key in ipairs(write_order) do
@@ -377,7 +384,7 @@ return {1}
 )
 
 _DELETE_JOB = """
--- KEYS: job, events, seq, agents, jobs, recent, live, order, mailboxes, blobs.
+-- KEYS: job, events, seq, agents, jobs, recent, live, order, mailboxes, blobs, epoch, lease.
 -- ARGV: job id, agent key prefix, mailbox key prefix. Returns 1 if the job record existed.
 local existed = redis.call('EXISTS', KEYS[1])
 local function del_members(set, prefix)
@@ -387,7 +394,7 @@ local function del_members(set, prefix)
 end
 del_members(KEYS[4], ARGV[2])
 del_members(KEYS[9], ARGV[3])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[9], KEYS[10])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
 if redis.call('TYPE', KEYS[5]).ok == 'set' then redis.call('SREM', KEYS[5], ARGV[1]) end
 if redis.call('TYPE', KEYS[8]).ok == 'hash' then
   local member = redis.call('HGET', KEYS[8], ARGV[1])
@@ -489,4 +496,5 @@ SCRIPTS = {
     "read_events": _READ_EVENTS,
     "read_mailboxes": _READ_MAILBOXES,
     "get_agents": _GET_AGENTS,
+    **CLUSTER_SCRIPTS,
 }

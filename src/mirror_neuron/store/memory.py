@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import LeaseLost, StoreError
 from ..events import Event
 from .base import (
     TERMINAL_STATUSES,
@@ -20,9 +20,10 @@ from .base import (
     recent_text,
     status_filter,
 )
+from .memory_cluster import Lease_, MemoryOwnership, Node_
 
 
-class MemoryStore:
+class MemoryStore(MemoryOwnership):
     """A :class:`~mirror_neuron.store.base.Store` that lives and dies with the process."""
 
     blocking = False
@@ -38,6 +39,8 @@ class MemoryStore:
         self._agents: dict[str, dict[str, dict[str, Any]]] = {}
         self._mail: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
         self._blobs: dict[str, dict[str, Any]] = {}
+        self._leases: dict[str, Lease_] = {}
+        self._nodes: dict[str, Node_] = {}
 
     def write_batch(self, batch: WriteBatch) -> None:
         for job_id, snapshots in batch.agents.items():
@@ -45,6 +48,9 @@ class MemoryStore:
                 if "agent_id" not in snap:  # all-or-nothing, like a SQL transaction
                     raise StoreError(f"an agent snapshot of job {job_id} has no agent_id")
         with self._lock:
+            stale = [j for j, epoch in batch.epochs.items() if self._epoch(j) != epoch]
+            if stale:
+                raise LeaseLost(stale)
             for record in batch.jobs:
                 self._put_job(record)
             for job_id, events in batch.events.items():
@@ -123,6 +129,7 @@ class MemoryStore:
             self._mail.pop(job_id, None)
             self._blobs.pop(job_id, None)
             self._numbers.pop(job_id, None)
+            self._leases.pop(job_id, None)
             return self._jobs.pop(job_id, None) is not None
 
     def read_events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,9 @@ Why it is built this way:
   Redis does not roll a script back, so nothing that can fail runs after the first write.
 * **The terminal guard runs on the server.** A job record whose stored status is
   terminal is never overwritten, whichever process or thread writes next.
+* **So does fencing.** A batch whose ``epochs`` name a job's old lease epoch fails in the
+  script's checks, before any write: :class:`~mirror_neuron.errors.LeaseLost`, not retried.
+  Leases and nodes (:mod:`.redis_cluster`) are one script per call, timed by Redis ``TIME``.
 * **Idempotent events.** ``<ns>:job:<id>:events:seq`` holds the highest seq stored; the
   script only appends events above it, so replaying a batch (a retry after a timeout)
   adds nothing. Events are therefore stored in seq order, which is what lets
@@ -64,6 +67,7 @@ from ..events import Event
 from . import redact_url  # re-exported: the Redis store's URLs are the ones with passwords
 from .base import TERMINAL_STATUSES, JobList, WriteBatch, decode_cursor, job_page, status_filter
 from .keys import CREATION_DIGITS, DEFAULT_NAMESPACE, SCRIPTS, Keys
+from .redis_cluster import RedisOwnership, fence_args, fenced
 
 __all__ = ["DEFAULT_RETRY_FOR", "RedisStore", "redact_url"]
 
@@ -87,7 +91,7 @@ _SCRIPT_ERROR = re.compile(r"^MNSTORE (.*?)(?: script: \w+, on @user_script:\d+\
 _GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 
 
-class RedisStore:
+class RedisStore(RedisOwnership):
     """A :class:`~mirror_neuron.store.base.Store` on a Redis server, shared by every process that uses it.
 
     ``url`` is a redis-py URL: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
@@ -202,8 +206,9 @@ class RedisStore:
             args.append(len(values))
             for name, value in values.items():
                 args += (str(name), self._encode(value, f"value {name} of job {job_id}"))
-        script = self._scripts["write_batch"]
-        self._call("writing a batch", lambda _attempt: script(keys=key_list, args=args))
+        fence_args(keys, batch.epochs, key_list, args)  # LeaseLost (not retried) if one is stale
+        script, epochs = self._scripts["write_batch"], batch.epochs
+        self._call("writing a batch", lambda _a: fenced(epochs, lambda: script(keys=key_list, args=args)))
 
     def create_job(self, record: dict[str, Any]) -> None:
         job_id, data, recent, terminal = self._job_args(record)
@@ -221,18 +226,9 @@ class RedisStore:
 
     def delete_job(self, job_id: str) -> bool:
         k = self.keys
-        key_list = [
-            k.job(job_id),
-            k.events(job_id),
-            k.event_seq(job_id),
-            k.agents(job_id),
-            k.jobs,
-            k.recent,
-            k.live,
-            k.order,
-            k.mailboxes(job_id),
-            k.blobs(job_id),
-        ]
+        key_list = [k.job(job_id), k.events(job_id), k.event_seq(job_id), k.agents(job_id), k.jobs]
+        key_list += (k.recent, k.live, k.order, k.mailboxes(job_id), k.blobs(job_id))
+        key_list += (k.epoch(job_id), k.lease(job_id))  # the lease and its epoch go too
         args = [job_id, k.agent_prefix(job_id), k.mailbox_prefix(job_id)]
         script = self._scripts["delete_job"]
         existed = self._call(f"deleting job {job_id}", lambda _attempt: script(keys=key_list, args=args))

@@ -38,6 +38,7 @@ from ..errors import StoreError, StoreMissing
 from ..events import Event
 from ..ids import fmt
 from .base import TERMINAL_STATUSES, JobList, WriteBatch, decode_cursor, job_page, status_filter
+from .sqlite_cluster import SQLiteOwnership, check_epochs
 from .sqlite_file import check_file, create_file
 from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -92,7 +93,7 @@ _HINTS = {
 }
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteOwnership):
     """A :class:`~mirror_neuron.store.base.Store` in one SQLite file, safe for many processes."""
 
     blocking = True
@@ -139,6 +140,7 @@ class SQLiteStore:
             for key, value in values.items()
         ]
         with self._transaction("writing a batch") as conn:
+            check_epochs(conn, batch.epochs)  # fencing: a deposed owner writes nothing
             if jobs:
                 conn.executemany(_UPSERT_JOB, jobs)
             if events:
@@ -164,6 +166,7 @@ class SQLiteStore:
             conn.execute("DELETE FROM agents WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM mailbox WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM blobs WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM leases WHERE job_id = ?", (job_id,))
             return conn.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,)).rowcount > 0
 
     # -- reads ----------------------------------------------------------------------------

@@ -55,4 +55,23 @@ MIGRATIONS += (
         ) WITHOUT ROWID""",
     ),
 )
+MIGRATIONS += (
+    (
+        # v3: the cluster (store/ownership.py). A lease row stays after release (node NULL) so
+        # that the epoch only grows; expires and seen are epoch seconds of the file's host.
+        """CREATE TABLE leases (
+            job_id TEXT PRIMARY KEY NOT NULL,
+            node TEXT,
+            epoch INTEGER NOT NULL,
+            expires REAL NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE nodes (
+            name TEXT PRIMARY KEY NOT NULL,
+            info TEXT NOT NULL,
+            seen REAL NOT NULL,
+            ttl REAL NOT NULL,
+            drain INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+    ),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
