@@ -27,7 +27,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from .._time import now, now_iso
 from ..config import env
@@ -35,11 +35,11 @@ from ..errors import ConfigError, JobNotFound, JobStateError, StoreError, Unreco
 from ..events import make as make_event
 from ..states import JobStatus
 from ..store.base import TERMINAL_STATUSES, WriteBatch
-from .placement import Placer
+from .blocking import call_store
+from .placement import Placer, takes_jobs
 from .runtime import Runtime
 
 log = logging.getLogger("mirror_neuron.cluster")
-T = TypeVar("T")
 
 ROLES = ("runtime", "control")
 #: Jobs one sweep looks at (those it leaves alone, e.g. of `mn run` processes, count too).
@@ -95,13 +95,6 @@ def hardware() -> dict[str, Any]:
     }
 
 
-def _hosts_jobs(node: dict[str, Any]) -> bool:
-    """A node view that takes jobs: alive, a runtime node, not draining."""
-    return bool(
-        node["alive"] and node.get("role") == "runtime" and not node["drain"] and not node.get("draining")
-    )
-
-
 def compatible(mine: str, theirs: str) -> bool:
     """Nodes of one cluster must run the same major.minor version (the same store layout)."""
     return mine.split(".")[:2] == str(theirs).split(".")[:2]
@@ -146,9 +139,9 @@ class ClusterNode:
     def hosts_jobs(self) -> bool:
         return self.settings.role == "runtime" and not self.draining
 
-    async def _store(self, fn: Callable[..., T], *args: Any) -> T:
-        store = self.runtime.store
-        return await asyncio.to_thread(fn, *args) if store.blocking else fn(*args)
+    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store call, off the event loop when the store blocks."""
+        return await call_store(self.runtime.store, fn, *args, **kwargs)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -173,7 +166,7 @@ class ClusterNode:
     async def others_alive(self) -> bool:
         """Whether another runtime node is alive (and not draining) to take this one's jobs."""
         nodes = await self._store(self.runtime.store.list_nodes)
-        return any(n["name"] != self.name and _hosts_jobs(n) for n in nodes)
+        return any(n["name"] != self.name and takes_jobs(n) for n in nodes)
 
     async def stop(self) -> bool:
         """Stop heartbeating and sweeping. True when another runtime node is alive to take
@@ -278,7 +271,7 @@ class ClusterNode:
         """
         store = self.runtime.store
         if startup:
-            ids = [r["job_id"] for r in await self._store(lambda: store.list_jobs(include_terminal=False))]
+            ids = [r["job_id"] for r in await self._store(store.list_jobs, include_terminal=False)]
         else:
             ids = await self._store(store.unowned_jobs, SWEEP_BATCH)
         if not ids:
@@ -340,7 +333,7 @@ class ClusterNode:
         if policy == "cluster_recover" or dead_host == self._hardware.get("host"):
             return "recover"  # local_restart: on the machine it ran on (its files are here)
         if any(
-            _hosts_jobs(n) and n["name"] != owner and (n.get("hardware") or {}).get("host") == dead_host
+            takes_jobs(n) and n["name"] != owner and (n.get("hardware") or {}).get("host") == dead_host
             for n in owners.values()
         ):
             return None  # a live runtime node of that machine takes it up

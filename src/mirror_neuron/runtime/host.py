@@ -13,17 +13,11 @@ from typing import Any
 
 from ..config import Config
 from ..store.base import Store
+from .blocking import call_store
 from .leases import LeaseKeeper
 from .remote import NodeClient
 from .scheduler import Scheduler
 from .writer import StoreWriter
-
-
-async def call_store(store: Store, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a store method, off the event loop when the store blocks (SQLite, Redis)."""
-    if store.blocking:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
 
 
 @dataclass(slots=True, eq=False)

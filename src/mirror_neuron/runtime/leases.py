@@ -12,15 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from ..errors import StoreError
 from ..store.base import Store
+from .blocking import call_store
 
 log = logging.getLogger("mirror_neuron.cluster")
 #: Share of the TTL after the last renewal that reached the store when jobs stop themselves.
 SELF_FENCE = 0.9
-T = TypeVar("T")
 
 
 class LeaseKeeper:
@@ -40,7 +39,9 @@ class LeaseKeeper:
 
     async def claim(self, job_id: str, *, steal: bool = False) -> int | None:
         """Take the job's lease (see ``Ownership.claim_job``); the epoch, or None if it is held."""
-        epoch = await self._call(self.store.claim_job, job_id, self.node, self.ttl, steal=steal)
+        epoch: int | None = await call_store(
+            self.store, self.store.claim_job, job_id, self.node, self.ttl, steal=steal
+        )
         if epoch is not None:
             self.held[job_id] = epoch
         return epoch
@@ -72,7 +73,7 @@ class LeaseKeeper:
         held = dict(self.held)
         began = time.monotonic()
         try:
-            lost = await self._call(self.store.renew_leases, self.node, held, self.ttl)
+            lost: list[str] = await call_store(self.store, self.store.renew_leases, self.node, held, self.ttl)
         except StoreError as exc:
             self.failures += 1
             log.warning("renewing %d job lease(s) failed (%d in a row): %s", len(held), self.failures, exc)
@@ -89,12 +90,6 @@ class LeaseKeeper:
             if self.held.get(job_id) == held[job_id]:
                 del self.held[job_id]
                 self._fence(job_id, f"its lease (epoch {held[job_id]}) was claimed by another node")
-
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A store call, off the event loop when the store blocks."""
-        if self.store.blocking:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
 
     async def run(self) -> None:
         """Renew every third of the TTL until cancelled."""

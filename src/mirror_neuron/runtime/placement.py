@@ -64,17 +64,21 @@ def _missing(node: dict[str, Any], needs: dict[str, int]) -> list[str]:
     return out
 
 
+def takes_jobs(node: dict[str, Any]) -> bool:
+    """Whether a node (as ``list_nodes`` shows it) may take a job: alive, a runtime node, not
+    draining (asked to, or doing it), healthy."""
+    return bool(
+        node.get("alive")
+        and node.get("role") == "runtime"
+        and not node.get("drain")
+        and not node.get("draining")
+        and node.get("health", "ok") == "ok"
+    )
+
+
 def runtime_nodes(nodes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The nodes that may take a job: alive, runtime role, not draining, healthy."""
-    return [
-        n
-        for n in nodes
-        if n.get("alive")
-        and n.get("role") == "runtime"
-        and not n.get("drain")
-        and not n.get("draining")
-        and n.get("health", "ok") == "ok"
-    ]
+    """The nodes that may take a job (:func:`takes_jobs`)."""
+    return [n for n in nodes if takes_jobs(n)]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JobNotFound, JobOrphaned, JobStalled, JobTimeout
 from ..states import TERMINAL_AGENT_STATES, JobStatus, final_agent_status
 from ..store.base import LIVE_STATUSES, TERMINAL_STATUSES, Store
-from .host import call_store
+from .blocking import call_store
 
 if TYPE_CHECKING:
     from .job import JobRun
