@@ -16,7 +16,7 @@ from .bundle import Bundle, BundleSource
 from .config import Config
 from .errors import JobFailed
 from .records import AgentView, CleanupResult, ControlResult, DeadLetter, EventRecord, JobRecord
-from .runtime import Runtime, live_runtimes
+from .runtime import Runtime
 from .validation import validate_bundle
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = weakref.WeakKeyDictionary()
@@ -135,13 +135,10 @@ async def inspect_nodes() -> list[dict[str, Any]]:
     lately dead, marked ``"cluster": True``), then this process's runtime and the other live
     runtimes of this user on this machine (``mn run``), each with its executor pools."""
     rt = await runtime()
-    nodes = [{**n, "cluster": True} for n in await rt.inspect_nodes()]
-    known = {n["name"] for n in nodes}
-    local = [
-        rt.inspect_node(),
-        *(n for n in await live_runtimes() if n.get("control") != rt.control_endpoint),
-    ]
-    return [*nodes, *(n for n in local if n.get("name") not in known)]
+    nodes = await rt.inspect_nodes(local=True)
+    cluster = [n for n in nodes if n.get("cluster")]
+    me = [] if any(n["name"] == rt.config.node_name for n in cluster) else [rt.inspect_node()]
+    return [*cluster, *me, *(n for n in nodes if not n.get("cluster"))]
 
 
 async def pause(job_id: str) -> ControlResult:

@@ -12,15 +12,13 @@ from . import lookup, render
 def node_list_command(config: Config, *, as_json: bool) -> None:
     """The cluster's nodes (``mn serve`` processes, from the store, on any machine), then the
     other runtimes of this machine (``mn run``); when none runs, this machine's pools, idle."""
-    from ..runtime import live_runtimes
+    from ..runtime import Runtime
 
-    store = lookup.open_existing(config)
-    try:
-        nodes: list[dict[str, Any]] = [{**n, "cluster": True} for n in store.list_nodes()]
-    finally:
-        store.close()
-    known = {n["name"] for n in nodes}
-    nodes += [n for n in asyncio.run(live_runtimes()) if n.get("name") not in known]
+    async def listed() -> list[dict[str, Any]]:
+        async with Runtime(config.with_(control=False), store=lookup.open_existing(config)) as rt:
+            return await rt.inspect_nodes(local=True)
+
+    nodes = asyncio.run(listed())
     if not nodes:
         pools = {
             name: {"capacity": c, "in_use": 0, "available": c, "queued": 0, "active": 0}

@@ -300,9 +300,18 @@ class Runtime:
                 job.record_dirty = True
                 self.writer.mark(job)
 
-    async def inspect_nodes(self) -> list[dict[str, Any]]:
-        """Every node of the cluster on this store (``mn serve`` processes), alive or lately dead."""
-        nodes: list[dict[str, Any]] = await self.host.read(self.store.list_nodes)
+    async def inspect_nodes(self, *, local: bool = False) -> list[dict[str, Any]]:
+        """Every node of the cluster on this store (``mn serve`` processes on any machine, alive
+        or lately dead), each with ``"cluster": True``; with ``local``, then the other live
+        runtimes of this user on this machine (``mn run``) that are no node."""
+        nodes = [{**n, "cluster": True} for n in await self.host.read(self.store.list_nodes)]
+        if local:
+            known = {n["name"] for n in nodes}
+            nodes += [
+                n
+                for n in await remote.live_runtimes()
+                if n.get("name") not in known and n.get("control") != self.control_endpoint
+            ]
         return nodes
 
     async def drain_node(self, name: str) -> None:
