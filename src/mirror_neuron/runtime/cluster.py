@@ -29,14 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._time import now, now_iso
+from .._time import now_iso
 from ..config import env
 from ..errors import ConfigError, JobNotFound, JobStateError, StoreError, Unrecoverable
-from ..events import make as make_event
 from ..states import JobStatus
-from ..store.base import TERMINAL_STATUSES, WriteBatch
+from ..store.base import TERMINAL_STATUSES
 from .blocking import call_store
 from .placement import Placer, takes_jobs
+from .recovery import settle_stored
 from .runtime import Runtime
 
 log = logging.getLogger("mirror_neuron.cluster")
@@ -342,45 +342,26 @@ class ClusterNode:
     async def _settle(self, record: dict[str, Any], action: str, reason: str = OWNER_DIED) -> bool:
         """Claim a dead owner's job and store it failed (for ``reason``) or suspended."""
         leases = self.runtime.leases
-        if leases is None:
-            return False
         job_id = record["job_id"]
-        epoch = await leases.claim(job_id)
+        epoch = await leases.claim(job_id) if leases is not None else None
         if epoch is None:
             return False
-        try:
-            current = await self._store(self.runtime.store.get_job, job_id)
-            if current is None or current.get("status") in TERMINAL_STATUSES:
-                return False
-            record = current
-            seq = await self._store(self.runtime.store.count_events, job_id)
-            previous, stamp = record.get("node"), now_iso()
+
+        def settled(stored: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+            previous = stored.get("node")
+            changes: dict[str, Any] = {"node": self.name, "lease_epoch": epoch, "control": None}
             events = [
-                ("job_owner_lost", {"node": previous, "epoch": record.get("lease_epoch")}),
+                ("job_owner_lost", {"node": previous, "epoch": stored.get("lease_epoch")}),
                 ("job_claimed", {"node": self.name, "epoch": epoch, "previous": previous}),
             ]
-            ended = {**record, "node": self.name, "lease_epoch": epoch, "control": None, "updated_at": stamp}
             if action == "fail":
-                ended.update(status="failed", result={"agent_id": "job_runner", "error": reason})
+                changes.update(status="failed", result={"agent_id": "job_runner", "error": reason})
                 events.append(("job_failed", {"reason": reason}))
             else:
-                ended.update(status="suspended", suspended_from=record.get("status"), handoff=False)
-                reason = f"its node {previous} died and the job is set to manual_recover"
-                events.append(
-                    ("job_suspended", {"reason": reason, "resume_with": f"mn job recover {job_id}"})
-                )
-            at = now()
-            batch = WriteBatch(
-                jobs=[ended],
-                events={
-                    job_id: [
-                        make_event(seq + i, t, job_id, at, None, None, x)
-                        for i, (t, x) in enumerate(events, 1)
-                    ]
-                },
-                epochs={job_id: epoch},
-            )
-            await self._store(self.runtime.store.write_batch, batch)
-            return True
-        finally:
-            await self._store(leases.release_now, job_id)
+                changes.update(status="suspended", suspended_from=stored.get("status"), handoff=False)
+                why = f"its node {previous} died and the job is set to manual_recover"
+                events.append(("job_suspended", {"reason": why, "resume_with": f"mn job recover {job_id}"}))
+            return changes, events
+
+        written, _ = await settle_stored(self.runtime.host, job_id, epoch, settled)
+        return written

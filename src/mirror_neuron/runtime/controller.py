@@ -11,16 +11,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._time import now, now_iso
 from ..errors import JobNotFound, JobStateError, NotFound, NotHosted
-from ..events import make as make_event
 from ..states import JobStatus
-from ..store.base import TERMINAL_STATUSES, WriteBatch
+from ..store.base import TERMINAL_STATUSES
 from . import control, remote
 from .host import Host
 from .job import JobRun
 from .reads import JobReader
-from .recovery import claim, recover_job
+from .recovery import claim, recover_job, settle_stored
 
 #: Seconds a read of the node registry serves control calls.
 NODES_FRESH = 1.0
@@ -227,22 +225,14 @@ class Control:
         """Cancel a job whose runtime is gone: only the stored record can be ended, under a lease
         taken from the store (so never while a live owner holds it)."""
         job_id = record["job_id"]
-        epoch = await claim(self.host, record)
-        epochs = {job_id: epoch} if epoch is not None else {}
-        try:
-            record = await self.reader.stored(job_id)
-            if record.get("status") in TERMINAL_STATUSES:
-                raise JobStateError(
-                    job_id, f"job {job_id} is already in a terminal state ({record['status']})"
-                )
-            reason = "forced cancellation of orphaned job"
-            stamp = now_iso()
-            ended = {**record, "status": "cancelled", "result": {"reason": reason}, "updated_at": stamp}
-            seq = await self.host.read(self.host.store.count_events, job_id) + 1
-            event = make_event(seq, "job_cancelled", job_id, now(), None, None, {"reason": reason})
-            batch = WriteBatch([ended], {job_id: [event]}, {}, epochs=epochs)
-            await self.host.writer.run_blocking(self.host.store.write_batch, batch)
-        finally:
-            if epoch is not None and self.host.leases is not None:
-                await self.host.writer.run_blocking(self.host.leases.release_now, job_id)
+        reason = "forced cancellation of orphaned job"
+
+        def cancelled(stored: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+            return {"status": "cancelled", "result": {"reason": reason}}, [
+                ("job_cancelled", {"reason": reason})
+            ]
+
+        written, stored = await settle_stored(self.host, job_id, await claim(self.host, record), cancelled)
+        if not written:
+            raise JobStateError(job_id, f"job {job_id} is already in a terminal state ({stored['status']})")
         return {"job_id": job_id, "status": "cancelled", "forced": True}

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._time import now, now_iso
 from ..agents import create_agent, preflight
 from ..bundle import Bundle
 from ..errors import ExecutionError, JobNotFound, JobStateError, ManifestError, Unrecoverable
+from ..events import make as make_event
 from ..execution import UnsafeTempDir, run_dir
 from ..messages import Message
 from ..states import JobStatus, job_move
-from ..store.base import TERMINAL_STATUSES
+from ..store.base import TERMINAL_STATUSES, WriteBatch
 from ..validation import load_bundle, manifest_from_data
 from . import remote, shipping
 from .host import Host
@@ -96,6 +98,38 @@ async def claim(host: Host, record: dict[str, Any]) -> int | None:
         wait = f"; its lease expires in {lease.expires_in:.1f}s unless renewed" if lease is not None else ""
         raise JobStateError(job_id, f"job {job_id} is still running in {holder}{wait}")
     return epoch
+
+
+#: What :func:`settle_stored` makes of a stored record: the fields to change, and the events
+#: to append (type, fields), in order.
+Rewrite = Callable[[dict[str, Any]], tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]]
+
+
+async def settle_stored(
+    host: Host, job_id: str, epoch: int | None, rewrite: Rewrite
+) -> tuple[bool, dict[str, Any]]:
+    """Change the stored record of a job hosted nowhere, under the lease this runtime claimed
+    for it (``epoch``; released at the end, written or not): ``(True, new record)``, or
+    ``(False, stored record)`` when the job had ended meanwhile (nothing written)."""
+    try:
+        record = await host.read(host.store.get_job, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        if record.get("status") in TERMINAL_STATUSES:
+            return False, record
+        changes, events = rewrite(record)
+        seq, at = await host.read(host.store.count_events, job_id), now()
+        new = {**record, **changes, "updated_at": now_iso()}
+        made = [
+            make_event(seq + i, type_, job_id, at, None, None, extra)
+            for i, (type_, extra) in enumerate(events, 1)
+        ]
+        batch = WriteBatch([new], {job_id: made}, epochs={job_id: epoch} if epoch is not None else {})
+        await host.writer.run_blocking(host.store.write_batch, batch)
+        return True, new
+    finally:
+        if epoch is not None and host.leases is not None:
+            await host.writer.run_blocking(host.leases.release_now, job_id)
 
 
 async def _holder_gone(host: Host, record: dict[str, Any]) -> bool:
