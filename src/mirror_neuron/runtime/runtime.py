@@ -78,11 +78,10 @@ class Runtime:
         )
         self.writer.on_error = self._store_failed
         self.scheduler.on_idle = self._quiet
-        durable = not isinstance(self.store, MemoryStore)
         #: The leases of the jobs hosted here (a memory store is this process's alone: none).
         self.leases = (
             LeaseKeeper(self.store, self.config.node_name, self.config.lease_ttl, self._fence)
-            if durable
+            if self.durable
             else None
         )
         self._letting_go: list[str] = []
