@@ -115,9 +115,10 @@ def test_public_names_are_pinned() -> None:
         "AgentNotFound", "Bundle", "Config", "Edge", "ExecutionError", "JobFailed", "JobNotFound",
         "JobOrphaned", "JobStalled", "JobStateError", "JobTimeout", "MailboxFull", "Manifest",
         "ManifestError", "Message", "MessageError", "MirrorNeuronError", "Node", "NotFound", "Runtime",
-        "StoreError", "__version__", "cancel", "cleanup_jobs", "dead_letters", "events", "inspect_agents",
-        "inspect_job", "inspect_nodes", "list_jobs", "load_bundle", "pause", "recover_job", "redrive",
-        "resume", "run_manifest", "send_message", "shutdown", "validate_manifest", "wait_for_job",
+        "StoreError", "__version__", "agent_logs", "cancel", "cleanup_jobs", "dead_letters", "events",
+        "inspect_agents", "inspect_job", "inspect_nodes", "job_graph", "list_jobs", "load_bundle", "pause",
+        "recover_job", "redrive", "resume", "run_manifest", "send_message", "shutdown", "validate_manifest",
+        "wait_for_job",
     }  # fmt: skip
     for name in mn.__all__:
         assert getattr(mn, name) is not None

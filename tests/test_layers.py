@@ -118,6 +118,7 @@ FORBIDDEN = {
     "mirror_neuron.errors": ["mirror_neuron."],
     "mirror_neuron._json": ["mirror_neuron."],
     "mirror_neuron._time": ["mirror_neuron."],
+    "mirror_neuron._text": ["mirror_neuron."],
     "mirror_neuron.ids": ["mirror_neuron."],
     "mirror_neuron.names": ["mirror_neuron."],
     "mirror_neuron.policy": ["mirror_neuron."],
@@ -147,7 +148,7 @@ FORBIDDEN = {
     "mirror_neuron.codec": ["mirror_neuron.messages"],
     "mirror_neuron.runtime": ["mirror_neuron.api", "mirror_neuron.aio"],
 }
-INTERFACES = ("mirror_neuron.cli", "mirror_neuron.server")
+INTERFACES = ("mirror_neuron.cli", "mirror_neuron.server", "mirror_neuron.monitor")
 #: Packages whose modules interfaces may not reach into: they use what the package exports
 #: (the public API, ``Runtime``, ``open_store``), never ``runtime.job`` or ``store.sqlite``.
 INTERNALS = (

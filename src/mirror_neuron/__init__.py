@@ -44,6 +44,7 @@ globals().pop("events", None)
 
 if TYPE_CHECKING:
     from .api import (
+        agent_logs,
         cancel,
         cleanup_jobs,
         dead_letters,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         inspect_agents,
         inspect_job,
         inspect_nodes,
+        job_graph,
         list_jobs,
         pause,
         recover_job,
@@ -71,6 +73,7 @@ _LAZY = {
     "Runtime": "runtime",
     **dict.fromkeys(
         (
+            "agent_logs",
             "cancel",
             "cleanup_jobs",
             "dead_letters",
@@ -78,6 +81,7 @@ _LAZY = {
             "inspect_agents",
             "inspect_job",
             "inspect_nodes",
+            "job_graph",
             "list_jobs",
             "pause",
             "recover_job",
@@ -130,6 +134,7 @@ __all__ = [
     "Runtime",
     "StoreError",
     "__version__",
+    "agent_logs",
     "cancel",
     "cleanup_jobs",
     "dead_letters",
@@ -138,6 +143,7 @@ __all__ = [
     "inspect_agents",
     "inspect_job",
     "inspect_nodes",
+    "job_graph",
     "list_jobs",
     "load_bundle",
     "pause",

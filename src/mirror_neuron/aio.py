@@ -125,6 +125,16 @@ async def events(job_id: str, *, after: int = 0, limit: int | None = None) -> li
     return cast("list[EventRecord]", await (await runtime()).events(job_id, after=after, limit=limit))
 
 
+async def job_graph(job_id: str) -> dict[str, Any]:
+    """The job's agents (``nodes``: id, agent_type, kind, type, role, pool) and routing ``edges``."""
+    return await (await runtime()).graph(job_id)
+
+
+async def agent_logs(job_id: str, agent_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+    """An executor's kept runs (the newest 50), oldest first: stdout, stderr, exit code, error."""
+    return await (await runtime()).logs(job_id, agent_id, after=after)
+
+
 async def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[JobRecord]:
     jobs = await (await runtime()).list_jobs(limit=limit, include_terminal=include_terminal)
     return cast("list[JobRecord]", jobs)

@@ -184,6 +184,16 @@ def events(job_id: str, *, after: int = 0, limit: int | None = None) -> list[Eve
     return _call(aio.events(job_id, after=after, limit=limit))
 
 
+def job_graph(job_id: str) -> dict[str, Any]:
+    """The job's agents (``nodes``: id, agent_type, kind, type, role, pool) and routing ``edges``."""
+    return _call(aio.job_graph(job_id))
+
+
+def agent_logs(job_id: str, agent_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+    """An executor's kept runs (the newest 50), oldest first: stdout, stderr, exit code, error."""
+    return _call(aio.agent_logs(job_id, agent_id, after=after))
+
+
 def list_jobs(*, limit: int | None = None, include_terminal: bool = True) -> list[JobRecord]:
     return _call(aio.list_jobs(limit=limit, include_terminal=include_terminal))
 

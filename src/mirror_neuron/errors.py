@@ -52,6 +52,10 @@ class JobNotFound(NotFound):
         self.job_id = job_id
 
 
+class AmbiguousJobId(MirrorNeuronError):
+    """A shortened job id matches more than one job."""
+
+
 class AgentNotFound(NotFound):
     """The job has no agent with this id."""
 

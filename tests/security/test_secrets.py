@@ -64,7 +64,9 @@ def test_an_allowed_secret_is_redacted_even_when_escaped(
         events_of(open_api, job_id),
         open_api.get(f"/jobs/{job_id}/agents").json(),
         open_api.get(f"/jobs/{job_id}/dead-letters").json(),
+        open_api.get(f"/jobs/{job_id}/agents/w/logs").json(),  # the run's stdout, kept for monitors
     ]
+    assert everything[-1]["data"][0]["stdout"], "the run's log is kept (and masked)"
     for doc in everything:
         text = _decoded(doc)
         assert ALLOWED_SECRET not in text, text
@@ -72,6 +74,8 @@ def test_an_allowed_secret_is_redacted_even_when_escaped(
     assert "[REDACTED]" in json.dumps(record)
     stored = open_server.mn("job", "events", job_id, "--json")
     assert stored.returncode == 0 and ALLOWED_SECRET not in _decoded(json.loads(stored.stdout))
+    logs = open_server.mn("job", "logs", job_id, "--json")
+    assert logs.returncode == 0 and logs.stdout and ALLOWED_SECRET not in logs.stdout
     open_server.assert_healthy()
 
 

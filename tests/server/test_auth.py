@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from mirror_neuron.server import auth as auth_module
 from mirror_neuron.server import check_bind, is_loopback
 from mirror_neuron.server.auth import InsecureBind
 
@@ -60,6 +62,34 @@ def test_the_right_token_is_let_through(guarded: ServerThread) -> None:
     bearer = schema["components"]["securitySchemes"]["bearer"]
     assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
     assert schema["paths"]["/api/v1/health"]["get"]["security"] == []
+
+
+def test_a_stream_ticket_opens_one_jobs_stream_and_nothing_else(guarded: ServerThread) -> None:
+    """A browser's EventSource cannot send the header: a short-lived ticket opens the stream of
+    the job it was made for. It is no token: no other job, no other route, no write."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = guarded.url + "/api/v1"
+    job_id = httpx.post(f"{api}/jobs", json=collect(1), headers=auth).json()["job_id"]
+    other = httpx.post(f"{api}/jobs", json=collect(1), headers=auth).json()["job_id"]
+    assert httpx.post(f"{api}/jobs/{job_id}/stream-ticket").status_code == 401  # it takes the token
+    granted = httpx.post(f"{api}/jobs/{job_id}/stream-ticket", headers=auth).json()
+    ticket = granted["ticket"]
+    assert granted["expires_in"] == 300 and TOKEN not in ticket
+    assert httpx.get(f"{api}/jobs/{job_id}/wait", params={"timeout": 10}, headers=auth).status_code == 200
+    with httpx.stream("GET", f"{api}/jobs/{job_id}/stream", params={"ticket": ticket}) as response:
+        assert response.status_code == 200 and "job_completed" in response.read().decode()
+    for method, path in [
+        ("GET", f"/jobs/{other}/stream"),  # another job's stream
+        ("GET", f"/jobs/{job_id}"),  # any other read
+        ("GET", f"/jobs/{job_id}/events"),
+        ("POST", f"/jobs/{job_id}/cancel"),  # any write
+    ]:
+        assert httpx.request(method, api + path, params={"ticket": ticket}).status_code == 401
+    expired = auth_module.stream_ticket(TOKEN, job_id, now=time.time() - auth_module.TICKET_TTL - 1)
+    forged = f"{int(time.time()) + 300}.{'0' * 64}"
+    for bad in (expired, forged, "", "abc", ticket + "0"):
+        response = httpx.get(f"{api}/jobs/{job_id}/stream", params={"ticket": bad})
+        assert response.status_code == 401, bad
 
 
 def test_health_stays_open_for_probes(guarded: ServerThread) -> None:

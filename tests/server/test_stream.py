@@ -32,7 +32,8 @@ def events_until(stream: Iterator[dict[str, Any]], stop: Any) -> list[dict[str, 
     for frame in stream:
         if "id" in frame:
             event = json.loads(frame["data"])
-            assert frame["event"] == event["type"] and int(frame["id"]) == event["seq"]
+            # Unnamed, so a browser's EventSource.onmessage gets it; the type is in the data.
+            assert "event" not in frame and int(frame["id"]) == event["seq"]
             got.append(event)
             if stop(event, got):
                 return got
@@ -61,7 +62,9 @@ def test_a_reconnecting_client_misses_and_repeats_nothing(api: httpx.Client) -> 
             f"/jobs/{job_id}/agents/sink/messages", json={"n": 3}
         ).raise_for_status()  # live, while connected
         second += events_until(stream, lambda e, got: e["type"] == "job_completed")
-        assert list(stream) == []  # the stream ends after the terminal event
+        end = next(stream)  # then it says so, and ends
+        assert end["event"] == "end" and json.loads(end["data"]) == {"status": "completed"}
+        assert list(stream) == []
     stored = api.get(f"/jobs/{job_id}/events").json()["data"]
     assert first + second == stored
     assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
@@ -88,3 +91,43 @@ def submit_running(api: httpx.Client, n: int = 4) -> str:
     response = api.post("/jobs", json=collect(n))
     response.raise_for_status()
     return response.json()["job_id"]
+
+
+def test_a_reconnect_past_the_end_gets_204_so_browsers_stop(api: httpx.Client) -> None:
+    job_id = submit_running(api, n=1)
+    api.get(f"/jobs/{job_id}/wait", params={"timeout": 10}).raise_for_status()
+    last = api.get(f"/jobs/{job_id}/events").json()["data"][-1]["seq"]
+    gone = api.get(f"/jobs/{job_id}/stream", headers={"Last-Event-ID": str(last)})
+    assert gone.status_code == 204 and gone.content == b""
+    assert api.get(f"/jobs/{job_id}/stream", params={"after": last + 5}).status_code == 204
+    with api.stream("GET", f"/jobs/{job_id}/stream", headers={"Last-Event-ID": str(last - 1)}) as response:
+        assert response.status_code == 200  # one event is still to come
+        got = list(frames(response))
+    assert [json.loads(f["data"])["seq"] for f in got if "id" in f] == [last]
+    assert got[-1]["event"] == "end"
+
+
+def test_agent_status_frames_are_coalesced_per_agent(api: httpx.Client) -> None:
+    job_id = submit_running(api, n=101)
+    with api.stream("GET", f"/jobs/{job_id}/stream", params={"agents": "true"}) as response:
+        stream = frames(response)
+        statuses = []
+        for frame in stream:
+            if frame.get("event") == "agent_status":
+                statuses.append(json.loads(frame["data"])["agents"])
+                break
+        # The first frame has every agent, as it is now.
+        assert {a["agent_id"] for a in statuses[0]} == {"entry", "sink"}
+        for n in range(100):  # a burst: 100 messages, far faster than one frame per message
+            api.post(f"/jobs/{job_id}/agents/sink/messages", json={"n": n}).raise_for_status()
+        for frame in stream:
+            if frame.get("event") == "agent_status":
+                statuses.append(json.loads(frame["data"])["agents"])
+            elif frame.get("event") == "end":
+                break
+    for batch in statuses:  # never two entries for one agent in a frame
+        assert len({a["agent_id"] for a in batch}) == len(batch)
+    sink = [a for batch in statuses for a in batch if a["agent_id"] == "sink"]
+    assert sink[-1]["status"] == "completed" and sink[-1]["processed"] == 101
+    assert len(sink) < 50  # coalesced: far fewer statuses than the 100 messages it handled
+    assert set(sink[-1]) == {"agent_id", "status", "mailbox_depth", "processed", "last_error"}

@@ -14,6 +14,7 @@ import asyncio
 import base64
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from .._time import now_iso
 from ..errors import ExecutionError
 from ..execution.errors import LeaseError
 from ..execution.execute import Executor, Invocation, Outcome
@@ -99,14 +100,14 @@ class ExecutorAgent(Agent):
                 {"lease_id": lease.lease_id, "pool": lease.pool, "slots": lease.slots},
             )
         if outcome is None or not outcome.ok:
-            raise self._failure(outcome, setup_error, lease)
+            raise self._failure(outcome, setup_error, lease, message=message)
         found = read_structured(outcome.run.stdout, truncated=_stdout_cut(outcome, s.max_output_bytes))
         if isinstance(found, InvalidOutput):  # fail the run: a job waiting on this output would never end
             self.ctx.event(
                 "executor_output_invalid",
                 {"sandbox_name": outcome.result["sandbox_name"], "reason": found.reason},
             )
-            raise self._failure(outcome, None, lease, error=found.reason)
+            raise self._failure(outcome, None, lease, error=found.reason, message=message)
         result = {**outcome.result, "attempts": outcome.attempts, "lease": lease.to_dict()}
         save = getattr(self.ctx, "save_run", None)
         if save is not None:  # durable before anything is emitted from it
@@ -118,7 +119,27 @@ class ExecutorAgent(Agent):
                     "stdout": outcome.run.stdout,
                 }
             )
+        self._log(message, outcome, None)
         self._apply(result, _readable(found), outcome.secrets, body, message)
+
+    def _log(self, message: Message, outcome: Outcome | None, error: str | None) -> None:
+        """Keep the run's output for ``mn job logs`` (texts are redacted already)."""
+        log = getattr(self.ctx, "log_run", None)
+        if log is None:
+            return
+        entry: dict[str, Any] = {"message_id": message.message_id, "ok": error is None, "error": error}
+        if outcome is not None:
+            run = outcome.run
+            entry.update(
+                sandbox_name=outcome.result.get("sandbox_name"),
+                exit_code=run.exit_code,
+                attempts=outcome.attempts,
+                duration_ms=round(run.duration_ms, 1),
+                stdout=run.stdout,
+                stderr=run.stderr,
+            )
+        entry["finished_at"] = now_iso()
+        log(entry)
 
     async def _stored_run(self, message: Message, body: Any) -> dict[str, Any] | None:
         """The stored run of this very message (same id and input), if the job is being recovered."""
@@ -206,13 +227,15 @@ class ExecutorAgent(Agent):
         setup_error: ExecutionError | None,
         lease: Lease,
         error: str | None = None,
+        *,
+        message: Message,
     ) -> AgentError:
         if outcome is None:
-            message = str(setup_error)
-            details: dict[str, Any] = {"error": message, "attempts": 1}
+            text = str(setup_error)
+            details: dict[str, Any] = {"error": text, "attempts": 1}
             name, exit_code, attempts = None, None, 1
         else:
-            message = error or outcome.error or "command failed"
+            text = error or outcome.error or "command failed"
             details = dict(outcome.details)
             name, exit_code, attempts = (
                 outcome.result["sandbox_name"],
@@ -228,11 +251,12 @@ class ExecutorAgent(Agent):
                 "attempts": attempts,
                 "lease_id": lease.lease_id,
                 "pool": lease.pool,
-                "error": message,
+                "error": text,
             },
         )
-        self._failed(message)
-        return AgentError(message, details)
+        self._failed(text)
+        self._log(message, outcome, text)
+        return AgentError(text, details)
 
     def _failed(self, message: str) -> None:
         self.runs += 1

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..config import Config, choose_store
+from .monitoring import job_graph, job_logs, job_watch, monitor
 
 #: A number of seconds that must be more than 0 (``--timeout -1`` is a usage error, exit 2).
 POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
@@ -73,12 +74,22 @@ def cli(ctx: click.Context, store: str | None, data_dir: str | None) -> None:
 @click.argument("bundle")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("--strict", is_flag=True, help="Treat the bundle's warnings (unknown keys) as errors.")
+@click.option(
+    "--graph",
+    "graph",
+    type=click.Choice(["json", "dot", "mermaid"]),
+    default=None,
+    help="Print the bundle's graph in this format instead of the summary.",
+)
 @click.pass_obj
-def validate(obj: Context, bundle: str, as_json: bool, strict: bool) -> None:
+def validate(obj: Context, bundle: str, as_json: bool, strict: bool, graph: str | None) -> None:
     """Check a job bundle without running it."""
     from .commands import validate_command
 
-    validate_command(obj.config, bundle, as_json, strict=strict)
+    if graph is not None and as_json:
+        raise click.UsageError("--graph prints the graph instead of the summary: use one of --graph, --json")
+
+    validate_command(obj.config, bundle, as_json, strict=strict, graph=graph)
 
 
 @cli.command()
@@ -375,6 +386,12 @@ def job_dead_letters(
 def job_cleanup(obj: Context, all_jobs: bool, as_json: bool, yes: bool) -> None:
     """Delete ended jobs and their events and snapshots; asks first on a terminal."""
     _control(obj, "cleanup", as_json=as_json, confirm=not yes, all=all_jobs)
+
+
+job.add_command(job_watch)
+job.add_command(job_logs)
+job.add_command(job_graph)
+cli.add_command(monitor)
 
 
 @cli.group()

@@ -41,11 +41,20 @@ def _sandbox_warnings(bundle: Bundle) -> list[str]:
     return [] if problem is None else [problem]
 
 
-def validate_command(config: Config, source: str, as_json: bool, strict: bool = False) -> None:
-    """Check a bundle; with ``strict``, its warnings (unknown keys) are errors."""
+def validate_command(
+    config: Config, source: str, as_json: bool, strict: bool = False, graph: str | None = None
+) -> None:
+    """Check a bundle; with ``strict``, its warnings (unknown keys) are errors; with ``graph``,
+    print its graph in that format (json, dot, mermaid) instead of the summary."""
     bundle = validate_bundle(source)
     if strict and bundle.warnings:
         raise ManifestError(list(bundle.warnings))
+    if graph is not None:
+        from ..bundle.graph import graph_of
+        from .watch import print_graph
+
+        print_graph(graph_of(bundle.manifest), graph)
+        return
     m = bundle.manifest
     warnings = [*bundle.warnings, *_sandbox_warnings(bundle)]
     summary = {

@@ -7,11 +7,9 @@ import sys
 import click
 
 from ..config import Config
-from ..errors import JobNotFound, MirrorNeuronError, StoreMissing
+from ..errors import StoreMissing
 from ..store import MemoryStore, Store, open_store
-
-#: How many candidates an ambiguous job id prefix lists.
-CANDIDATES = 10
+from ..store.base import resolve_job_id as resolve_job_id  # commands name it here
 
 
 def open_existing(config: Config) -> Store:
@@ -27,27 +25,6 @@ def open_existing(config: Config) -> Store:
         if config.store_is_default:
             return MemoryStore()
         raise
-
-
-def resolve_job_id(store: Store, text: str) -> str:
-    """The id of the one job whose id is ``text`` or starts with it.
-
-    An exact id always wins. Raises :class:`JobNotFound` when no id starts with ``text``,
-    and an error listing the candidates when more than one does.
-    """
-    if not text:
-        raise JobNotFound(text)
-    if store.get_job(text) is not None:
-        return text
-    found = store.job_ids_with_prefix(text, limit=CANDIDATES + 1)
-    if not found:
-        raise JobNotFound(text)
-    if len(found) == 1:
-        return found[0]
-    more = ", …" if len(found) > CANDIDATES else ""
-    raise MirrorNeuronError(
-        f"job id prefix {text} is ambiguous; it matches {', '.join(found[:CANDIDATES])}{more}"
-    )
 
 
 def confirm(question: str) -> None:

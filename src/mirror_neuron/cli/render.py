@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from .. import _json
+from .. import _json, _text
+from .._text import UNSAFE_CODEPOINTS as UNSAFE_CODEPOINTS  # what clean drops
 
 STATUS_STYLE = {
     "completed": "green",
@@ -29,33 +30,13 @@ STATUS_STYLE = {
     "pending": "white",
 }
 
-#: Code points dropped from untrusted text: C0 controls but tab and newline (ESC starts
-#: escape sequences, CR rewrites the line), DEL, C1 controls (U+009B is a one-character
-#: CSI on some terminals), and the bidi marks, embeddings, overrides and isolates
-#: (U+061C, U+200E/F, U+202A to U+202E, U+2066 to U+2069), which reorder what a line shows.
-UNSAFE_CODEPOINTS = (
-    *range(0x00, 0x09),
-    *range(0x0B, 0x20),
-    0x7F,
-    *range(0x80, 0xA0),
-    0x061C,
-    0x200E,
-    0x200F,
-    *range(0x202A, 0x202F),
-    *range(0x2066, 0x206A),
-)
-_DROP: dict[int, str | None] = dict.fromkeys(UNSAFE_CODEPOINTS)
-#: For one-line fields (table cells, event lines): a newline must not forge another line.
-_DROP_ONE_LINE: dict[int, str | None] = {**_DROP, 0x09: " ", 0x0A: " "}
-
 
 def clean(value: Any, *, one_line: bool = False) -> str:
     """``value`` as text that is safe to write to a terminal (see :data:`UNSAFE_CODEPOINTS`).
 
     With ``one_line``, tabs and newlines become spaces too. ``None`` is empty text.
     """
-    text = "" if value is None else value if isinstance(value, str) else str(value)
-    return text.translate(_DROP_ONE_LINE if one_line else _DROP)
+    return _text.clean(value, one_line=one_line)
 
 
 def clean_tree(value: Any) -> Any:

@@ -18,7 +18,7 @@ from .._time import now_iso
 from ..agents.base import Agent, AgentError
 from ..messages import Message, from_dict
 from ..states import TERMINAL_AGENT_STATES, AgentStatus, agent_move
-from . import runs
+from . import logs, runs
 from .host import Host
 from .mailbox import NO_MAILBOX, Mailbox, log_key
 from .writer import Committable
@@ -43,6 +43,7 @@ class Owner(Committable, Protocol):
     halted: bool
     recovered: bool
     lease_epoch: int | None
+    blobs: dict[str, Any]  # named JSON values stored with the job's next batch (executor logs)
     #: Handlers in flight (async agents' drain tasks).
     in_flight: int
     host: Host
@@ -205,6 +206,11 @@ class AgentCell:
 
     async def saved_run(self) -> dict[str, Any] | None:
         return await runs.saved(self.job, self.agent_id)
+
+    def log_run(self, entry: dict[str, Any]) -> None:
+        """Keep an executor run's stdout and stderr for ``mn job logs`` (see :mod:`.logs`)."""
+        logs.record(self.job, self.agent_id, self.invocation, entry)
+        self.job.host.writer.mark(self.job)
 
     def open_mailbox(self) -> Mailbox:
         """This agent's own mailbox, made on its first mail."""

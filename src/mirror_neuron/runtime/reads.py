@@ -12,13 +12,18 @@ import asyncio
 import bisect
 import os
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobNotFound, JobOrphaned, JobStalled, JobTimeout
+from ..bundle.graph import graph_of
+from ..bundle.loader import manifest_from_data
+from ..bundle.model import Manifest
+from ..errors import AgentNotFound, JobNotFound, JobOrphaned, JobStalled, JobTimeout, NotFound
 from ..states import TERMINAL_AGENT_STATES, JobStatus, final_agent_status
 from ..store.base import LIVE_STATUSES, TERMINAL_STATUSES, Store
+from . import logs
 from .blocking import call_store
 
 if TYPE_CHECKING:
@@ -32,6 +37,8 @@ FOLLOW_BUFFER = 10_000
 #: ``MIN_SILENCE`` seconds) is taken for gone, unless it is on this machine and alive.
 MISSED_BEATS = 5
 MIN_SILENCE = 10.0
+#: Manifests of ended jobs kept for their graphs where the store keeps none (the newest).
+KEPT_MANIFESTS = 1000
 #: How often a reader polling the store checks that the job's runtime is still there.
 GONE_CHECK = 1.0
 
@@ -131,6 +138,14 @@ class JobReader:
         self.hosted: Mapping[str, JobRun] = hosted if hosted is not None else {}
         self._flush = flush
         self.heartbeat_interval = heartbeat_interval
+        #: Manifests of jobs that ended here on a store that keeps none (the memory store).
+        self._ended: OrderedDict[str, Manifest] = OrderedDict()
+
+    def ended(self, job_id: str, manifest: Manifest) -> None:
+        """Keep the manifest of a job that left (no copy: the same object), for its graph."""
+        self._ended[job_id] = manifest
+        while len(self._ended) > KEPT_MANIFESTS:
+            self._ended.popitem(last=False)
 
     async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await call_store(self.store, fn, *args, **kwargs)
@@ -148,11 +163,13 @@ class JobReader:
     # -- records --------------------------------------------------------------------
 
     async def inspect_job(self, job_id: str) -> dict[str, Any]:
-        """The job record; for a job whose runtime is gone, with ``orphaned`` saying so."""
+        """The job record, with ``last_seq`` (its newest event's, to follow it from there); for a
+        job whose runtime is gone, with ``orphaned`` saying so."""
         job = self.hosted.get(job_id)
         if job is not None:
-            return job.record()
+            return {**job.record(), "last_seq": job.seq}
         record = await self.stored(job_id)
+        record["last_seq"] = await self.read(self.store.count_events, job_id)
         why = orphaned(record, self.heartbeat_interval)
         if why is not None:
             record["orphaned"] = why
@@ -174,6 +191,19 @@ class JobReader:
         views = final_agent_views(record, await self.read(self.store.get_agents, job_id))
         ids = [str(v.get("agent_id")) for v in views]  # the store sorts them by id
         return views[_window(ids, after, limit)]
+
+    async def inspect_agent(self, job_id: str, agent_id: str) -> dict[str, Any]:
+        """One agent's view (``AgentNotFound`` when the job has no such agent)."""
+        job = self.hosted.get(job_id)
+        if job is not None:
+            cell = job.cells.get(agent_id)
+            if cell is None:
+                raise AgentNotFound(job_id, agent_id)
+            return cell.snapshot()
+        for view in await self.inspect_agents(job_id):
+            if view.get("agent_id") == agent_id:
+                return view
+        raise AgentNotFound(job_id, agent_id)
 
     async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         if job_id in self.hosted:
@@ -207,6 +237,38 @@ class JobReader:
                 if why is not None:
                     record["orphaned"] = why
         return jobs
+
+    async def graph(self, job_id: str) -> dict[str, Any]:
+        """The job's agents and edges (:func:`~mirror_neuron.bundle.graph.graph_of`), with its id."""
+        job = self.hosted.get(job_id)
+        if job is not None:
+            manifest = job.bundle.manifest
+        else:
+            await self.stored(job_id)
+            kept = self._ended.get(job_id)
+            data = None if kept is not None else await self.read(self.store.get_blob, job_id, "manifest")
+            if kept is not None:
+                manifest = kept
+            elif data is not None:
+                manifest = await asyncio.to_thread(manifest_from_data, data, None)
+            else:
+                raise NotFound(f"job {job_id} has no stored manifest to draw its graph from")
+        return {"job_id": job_id, **graph_of(manifest)}
+
+    async def logs(self, job_id: str, agent_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """The kept executor runs of ``agent_id`` (stdout, stderr, exit code) above invocation ``after``."""
+        job = self.hosted.get(job_id)
+        if job is not None:
+            await self.flush()
+            if agent_id not in job.cells:
+                raise AgentNotFound(job_id, agent_id)
+        else:
+            await self.stored(job_id)
+        runs = await logs.read(self.store, job_id, agent_id, after=after)
+        nodes = [] if runs or job is not None else (await self.graph(job_id))["nodes"]
+        if nodes and not any(node["id"] == agent_id for node in nodes):  # none kept: no such agent?
+            raise AgentNotFound(job_id, agent_id)
+        return runs
 
     # -- waiting ----------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ from ..errors import NoEligibleNode, NotFound, StoreError
 from ..execution import LeaseManager, UnsafeTempDir, run_dir, sweep_stale_runs
 from ..ids import job_id as new_job_id
 from ..store import MemoryStore, open_store
-from ..store.base import Store, WriteBatch
+from ..store.base import Store, WriteBatch, resolve_job_id
 from ..validation import load_bundle
-from . import remote, shipping
+from . import remote, shipping, watch
 from .controller import Control
 from .host import Host
 from .job import JobRun
@@ -238,6 +238,8 @@ class Runtime:
     def _release(self, job_id: str) -> None:
         """A job left this runtime (ended, suspended or fenced): so does its lease."""
         job = self.jobs.pop(job_id, None)
+        if job is not None and not self.store.blocking:  # the memory store keeps no manifest
+            self.reader.ended(job_id, job.bundle.manifest)
         root = job.bundle.root_path if job is not None else None
         if (
             root is not None
@@ -348,9 +350,7 @@ class Runtime:
             if job.lease_epoch is None:
                 raise StoreError(f"job {job_id} is already owned by another node")
         try:
-            await self.writer.run_blocking(
-                self._create, job.record(), bundle if self.store.blocking else None
-            )
+            await self.writer.run_blocking(self._create, job.record(), bundle)
         except Exception as exc:
             if self.leases is not None:
                 await self.writer.run_blocking(self.leases.release_now, job_id)
@@ -364,7 +364,7 @@ class Runtime:
         job.start()
         return job_id
 
-    def _create(self, record: dict[str, Any], bundle: Bundle | None) -> None:
+    def _create(self, record: dict[str, Any], bundle: Bundle) -> None:
         """Store the pending record and, for a job that may outlive this process, its manifest.
 
         The manifest is committed with the pending record, before submit returns, so the job is
@@ -372,7 +372,7 @@ class Runtime:
         """
         self.writer.check_writable()  # a degraded runtime takes no new jobs: it could not store them
         self.store.create_job(record)
-        if bundle is not None:
+        if self.store.blocking:
             blobs: dict[str, Any] = {"manifest": bundle.manifest.to_dict()}
             if self.config.ship_bundles and bundle.root_path is not None:
                 files = shipping.pack(bundle.root_path)
@@ -405,12 +405,35 @@ class Runtime:
         """Agent views sorted by id: those with an id above ``after``, at most ``limit``."""
         return await self.reader.inspect_agents(job_id, after=after, limit=limit)
 
+    async def inspect_agent(self, job_id: str, agent_id: str) -> dict[str, Any]:
+        """One agent's view: status, mailbox, in-flight message, state (``AgentNotFound``)."""
+        return await self.reader.inspect_agent(job_id, agent_id)
+
     async def events(self, job_id: str, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         return await self.reader.events(job_id, after=after, limit=limit)
 
     def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Events with ``seq > after`` as they happen, ending after the job's terminal event."""
         return self.reader.follow(job_id, after=after)
+
+    def agent_statuses(self, job_id: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The agents whose status changed (all of them first), every ~250 ms, until the job ends:
+        ``agent_id``, ``status``, ``mailbox_depth``, ``processed``, ``last_error``."""
+        return watch.agent_statuses(self.reader, job_id)
+
+    async def resolve_job_id(self, text: str) -> str:
+        """The id of the one job whose id is ``text`` or starts with it (``JobNotFound``,
+        ``AmbiguousJobId`` otherwise)."""
+        full_id: str = await self.reader.read(resolve_job_id, self.store, text)
+        return full_id
+
+    async def graph(self, job_id: str) -> dict[str, Any]:
+        """The job's agents and routing edges, as monitors draw them."""
+        return await self.reader.graph(job_id)
+
+    async def logs(self, job_id: str, agent_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """The executor runs of ``agent_id`` kept for the job (the newest 50): stdout, stderr, exit code."""
+        return await self.reader.logs(job_id, agent_id, after=after)
 
     async def list_jobs(
         self,

@@ -25,6 +25,7 @@ from .middleware import BodyLimit
 from .node_routes import router as node_router
 from .routes import router
 from .settings import ServerSettings
+from .ui import router as ui_router
 from .upload import Uploads
 
 #: Paths any caller may use without the API token: the health probe and the documentation.
@@ -90,10 +91,11 @@ def create_app(config: Config | None = None, settings: ServerSettings | None = N
     app.state.manifest_limits = manifest_limits
     app.include_router(router)
     app.include_router(node_router)
+    app.include_router(ui_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.token:
-        app.add_middleware(BearerAuth, token=settings.token, open_paths=OPEN_PATHS)
+        app.add_middleware(BearerAuth, token=settings.token, open_paths=OPEN_PATHS, open_prefixes=("/ui",))
         app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     else:
         app.add_middleware(LocalOnly)

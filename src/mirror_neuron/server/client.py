@@ -10,17 +10,21 @@ import io
 import os
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
+from .. import _json
 from ..errors import JobTimeout, ManifestError, MirrorNeuronError
 from .auth import TOKEN_ENV
 
 #: Longest single ``/wait`` call; the client calls again until its own deadline.
 WAIT_SLICE = 30.0
+#: Seconds without a byte (the server sends a heartbeat every 15) before a stream is taken
+#: for dead: a half-open connection must not hang a monitor for ever.
+STREAM_SILENCE = 60.0
 
 
 def zip_bundle(root: Path) -> bytes:
@@ -49,14 +53,18 @@ def zip_bundle(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _auth(token: str | None) -> dict[str, str]:
+    """The header of ``token``, else of ``$MIRROR_NEURON_API_TOKEN`` (none without either)."""
+    token = token or os.environ.get(TOKEN_ENV) or None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class ServerClient:
     """Calls ``/api/v1`` of one server. Use as a context manager (closes the connection pool)."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
-        token = token or os.environ.get(TOKEN_ENV) or None
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=_auth(token), timeout=timeout)
 
     def __enter__(self) -> ServerClient:
         return self
@@ -173,3 +181,55 @@ def _error(response: httpx.Response) -> MirrorNeuronError:
     if response.status_code == 422 and isinstance(body, dict) and isinstance(body.get("errors"), list):
         return ManifestError([str(e) for e in body["errors"]])
     return MirrorNeuronError(message)
+
+
+class AsyncServerClient:
+    """The asynchronous client of one server, for monitors: reads, controls and the event stream."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.url + "/api/v1", headers=_auth(token), timeout=timeout)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise MirrorNeuronError(f"cannot reach the server at {self.url}: {exc}") from exc
+        if not response.is_success:
+            raise _error(response)
+        return response.json()
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return await self._send("GET", path, params=params)
+
+    async def post(self, path: str, content: bytes | None = None) -> Any:
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        return await self._send("POST", path, content=content, headers=headers)
+
+    async def stream(self, path: str, params: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+        """``(event name, data)`` of each frame (``"message"`` for unnamed ones), until the stream
+        ends; nothing when the server answers 204 (the job ended and nothing follows)."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=STREAM_SILENCE)
+        try:
+            async with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code == 204:
+                    return
+                if not response.is_success:
+                    await response.aread()
+                    raise _error(response)
+                name, data = "message", list[str]()
+                async for line in response.aiter_lines():
+                    if line == "":
+                        if data:
+                            yield name, _json.loads("\n".join(data))
+                        name, data = "message", []
+                    elif line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        value = line[5:]
+                        data.append(value[1:] if value.startswith(" ") else value)
+        except httpx.HTTPError as exc:
+            raise MirrorNeuronError(f"lost the event stream of {self.url}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._http.aclose()

@@ -18,13 +18,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..runtime import Runtime
 from ..store.base import JOB_STATUSES, JobList
+from . import auth
 from . import schemas as s
 from .cluster import node_of, placed_submit, upload_manifest
 from .errors import BadUpload
 from .limits import decode_body, decode_message
 from .records import job_summary, public_record
 from .settings import ServerSettings
-from .stream import event_stream
+from .stream import ended_at, event_stream
 
 MAX_SEQ = 2**53  # JSON-safe and far below SQLite's integer range
 MAX_LIMIT = 100_000
@@ -235,6 +236,18 @@ async def inspect_agents(
 
 
 @router.get(
+    "/jobs/{job_id}/agents/{agent_id}",
+    response_model=s.Agent,
+    response_model_exclude_unset=True,
+    tags=["jobs"],
+    responses=s.JOB_ERRORS,
+)
+async def inspect_agent(request: Request, job_id: JobId, agent_id: AgentId) -> dict[str, Any]:
+    """One agent: status, mailbox depth, processed messages, in-flight message, state."""
+    return await _runtime(request).inspect_agent(job_id, agent_id)
+
+
+@router.get(
     "/jobs/{job_id}/events",
     response_model=s.EventList,
     response_model_exclude_unset=True,
@@ -259,24 +272,81 @@ def _page(items: list[dict[str, Any]], size: int, key: str) -> dict[str, Any]:
     "/jobs/{job_id}/stream",
     response_class=StreamingResponse,
     tags=["events"],
-    responses={**s.JOB_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Event stream."}},
+    responses={
+        **s.JOB_ERRORS,
+        200: {"content": {"text/event-stream": {}}, "description": "Event stream."},
+        204: {"description": "The job has ended and no event follows: nothing more to stream."},
+    },
 )
 async def stream(
     request: Request,
     job_id: JobId,
     after: After = 0,
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_SEQ)] = None,
-) -> StreamingResponse:
-    """Server-sent events of the job, live, ending after its terminal event.
+    agents: Annotated[
+        bool, Query(description="Also send `agent_status` frames: the agents whose status changed.")
+    ] = False,
+    ticket: Annotated[
+        str | None,
+        Query(max_length=200, description="A ticket from `POST …/stream-ticket`, instead of the token."),
+    ] = None,
+) -> Response:
+    """Server-sent events of the job, live, ending after its terminal event (an `end` frame).
 
-    Resumes after ``Last-Event-ID`` (sent by reconnecting clients) or ``after``.
+    Job events are unnamed frames (a browser's `EventSource.onmessage` gets each), with the
+    event's `seq` as their id. Resumes after `Last-Event-ID` (sent by reconnecting clients)
+    or `after`; `204` once the job has ended and no event follows, so browsers stop
+    reconnecting.
     """
+    del ticket  # BearerAuth checked it before the route ran
     rt = _runtime(request)
-    await rt.inspect_job(job_id)  # a 404 now, not an error frame in a 200 stream
     start = last_event_id if last_event_id is not None else after
-    body = event_stream(rt, job_id, start, _settings(request).heartbeat)
+    if await ended_at(rt, job_id, start):
+        return Response(status_code=204)
+    body = event_stream(rt, job_id, start, _settings(request).heartbeat, agents=agents)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+@router.get(
+    "/jobs/{job_id}/graph",
+    response_model=s.Graph,
+    tags=["jobs"],
+    responses=s.JOB_ERRORS,
+)
+async def graph(request: Request, job_id: JobId) -> dict[str, Any]:
+    """The job's agents (id, agent type, template, role, executor pool) and routing edges."""
+    return await _runtime(request).graph(job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/agents/{agent_id}/logs",
+    response_model=s.LogList,
+    tags=["jobs"],
+    responses=s.JOB_ERRORS,
+)
+async def logs(
+    request: Request,
+    job_id: JobId,
+    agent_id: AgentId,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only runs with a larger invocation.")] = 0,
+) -> dict[str, Any]:
+    """An executor's kept runs (the newest 50), oldest first: stdout and stderr (the last
+    64 KiB of each, secrets masked), exit code, error and timing."""
+    return {"data": await _runtime(request).logs(job_id, agent_id, after=after)}
+
+
+@router.post(
+    "/jobs/{job_id}/stream-ticket", response_model=s.StreamTicket, tags=["events"], responses=s.JOB_ERRORS
+)
+async def stream_ticket(request: Request, job_id: JobId) -> dict[str, Any]:
+    """A short-lived ticket that opens this job's event stream as `?ticket=`, for a browser's
+    `EventSource` (which cannot send the `Authorization` header). It opens nothing else."""
+    await _runtime(request).inspect_job(job_id)
+    token = _settings(request).token
+    if not token:
+        return {"ticket": None, "expires_in": None}
+    return {"ticket": auth.stream_ticket(token, job_id), "expires_in": auth.TICKET_TTL}
 
 
 @router.get(

@@ -162,6 +162,59 @@ class DeadLetterList(BaseModel):
     data: list[DeadLetter]
 
 
+class GraphNode(BaseModel):
+    id: str
+    agent_type: str
+    kind: str = Field(description="router, executor, aggregator, sensor or module.")
+    type: str = Field(description="The template: generic, map, reduce, stream or batch.")
+    role: str | None = None
+    pool: str | None = Field(None, description="The executor pool (executors only).")
+
+
+class GraphEdge(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    message_type: str
+    edge_id: str | None = None
+
+
+class Graph(BaseModel):
+    job_id: str
+    graph_id: str
+    job_name: str
+    entrypoints: list[str]
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+
+
+class LogRun(BaseModel):
+    """One executor run of an agent: its output (capped to the last 64 KiB each, secrets masked)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    agent_id: str
+    invocation: int = Field(description="1-based number of the message the run handled.")
+    ok: bool
+    error: str | None = None
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    finished_at: str | None = None
+
+
+class StreamTicket(BaseModel):
+    ticket: str | None = Field(
+        description="Pass as `?ticket=` to open this job's stream (`null`: this server needs no token)."
+    )
+    expires_in: int | None = Field(description="Seconds the ticket opens the stream for (each connect).")
+
+
+class LogList(BaseModel):
+    data: list[LogRun]
+
+
 #: Error responses every job route may give, for the OpenAPI document.
 JOB_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such job (or agent, or dead letter)."},

@@ -41,7 +41,8 @@ def serve(config: Config, settings: ServerSettings, *, log_level: str = "info") 
         auth = "bearer token required" if settings.token else "no token: loopback only"
         where = f"http://{host}:{port}/api/v1"
         print(
-            f"mn serve: {where} ({auth}); docs at /docs; store {redact_url(config.store_url)}; "
+            f"mn serve: {where} ({auth}); web UI at http://{host}:{port}/ui; docs at /docs; "
+            f"store {redact_url(config.store_url)}; "
             f"node {config.node_name} ({settings.role}, advertised as {settings.advertise})",
             file=sys.stderr,
         )

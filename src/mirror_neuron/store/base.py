@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .._json import dumps, loads
-from ..errors import InvalidCursor
+from ..errors import AmbiguousJobId, InvalidCursor, JobNotFound
 from ..events import Event
 from ..states import LIVE_JOB_STATES, TERMINAL_JOB_STATES
 from .ownership import Ownership
@@ -41,6 +41,31 @@ class JobList(list[dict[str, Any]]):
     def __init__(self, records: Iterable[dict[str, Any]] = (), next_cursor: str | None = None) -> None:
         super().__init__(records)
         self.next_cursor = next_cursor
+
+
+#: How many candidates an ambiguous job id prefix lists.
+CANDIDATES = 10
+
+
+def resolve_job_id(store: Store, text: str) -> str:
+    """The id of the one job whose id is ``text`` or starts with it.
+
+    An exact id always wins. Raises :class:`JobNotFound` when no id starts with ``text``,
+    and an error listing the candidates when more than one does.
+    """
+    if not text:
+        raise JobNotFound(text)
+    if store.get_job(text) is not None:
+        return text
+    found = store.job_ids_with_prefix(text, limit=CANDIDATES + 1)
+    if not found:
+        raise JobNotFound(text)
+    if len(found) == 1:
+        return found[0]
+    more = ", …" if len(found) > CANDIDATES else ""
+    raise AmbiguousJobId(
+        f"job id prefix {text} is ambiguous; it matches {', '.join(found[:CANDIDATES])}{more}"
+    )
 
 
 def recent_text(record: dict[str, Any]) -> str:
