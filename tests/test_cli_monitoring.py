@@ -92,29 +92,34 @@ def test_logs_show_each_executor_runs_output(tmp_path: Path, data: Path) -> None
 def test_watch_follows_a_job_run_by_another_process_to_its_end(tmp_path: Path, data: Path) -> None:
     bundle = executor_bundle(tmp_path / "b", sink_after=2)  # the job waits for one more message
     job_id = mn("run", "--no-wait", str(bundle), data_dir=data).stdout.strip()
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "mirror_neuron", "job", "watch", job_id[:16]],
-        env=env_for(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "mirror_neuron", "job", "logs", job_id, "--follow", "--json"],
-        env=env_for(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    sent = mn("job", "send", job_id, "work", json.dumps({"type": "go", "payload": {}}), data_dir=data)
-    assert sent.returncode == 0, sent.stderr
-    out, err = watch.communicate(timeout=60)
-    assert watch.returncode == 0, err
-    assert "job_completed" in out and "status: completed" in out
-    logs, err = follow.communicate(timeout=60)
-    assert follow.returncode == 0, err
-    runs = [json.loads(line) for line in logs.splitlines()]
-    assert {r["invocation"] for r in runs} <= {1, 2} and runs[-1]["invocation"] == 2
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mirror_neuron", "job", *args],
+            env=env_for(data),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in (["watch", job_id[:16]], ["logs", job_id, "--follow", "--json"])
+    ]
+    watch, follow = started
+    try:
+        # The job cannot end before this message: neither may they.
+        assert watch.poll() is None and follow.poll() is None
+        sent = mn("job", "send", job_id, "work", json.dumps({"type": "go", "payload": {}}), data_dir=data)
+        assert sent.returncode == 0, sent.stderr
+        out, err = watch.communicate(timeout=60)
+        assert watch.returncode == 0, err
+        assert "status: completed" in out
+        logs, err = follow.communicate(timeout=60)
+        assert follow.returncode == 0, err
+        runs = [json.loads(line) for line in logs.splitlines()]
+        assert [r["invocation"] for r in runs] == [1, 2]  # each run once, whenever it started
+    finally:
+        for process in started:  # never leave a process (or its pipes) behind
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
 
 
 def test_watch_of_an_ended_job_exits_at_once_with_its_status(data: Path) -> None:
