@@ -9,7 +9,8 @@ over a :class:`~mirror_neuron.runtime.Runtime` of the local store, or
 
 from __future__ import annotations
 
-from .source import LocalSource, RemoteSource, Source, Update, open_source
+from ..runtime import Update
+from .source import LocalSource, RemoteSource, Source, open_source
 from .state import JobView
 
 __all__ = ["JobView", "LocalSource", "RemoteSource", "Source", "Update", "open_source"]

@@ -1,26 +1,23 @@
 """Where a monitor reads jobs from and sends its controls to: the local store or a server.
 
 Both sources give the same shapes (the REST API's): job records, graphs, agent views,
-log runs, dead letters, and a live :data:`Update` stream that merges the job's events
-with coalesced agent statuses and ends with ``("end", {"status": ...})``.
+log runs, dead letters, and a live stream of ``Update`` tuples (the runtime's: the job's
+events merged with coalesced agent statuses, ending with ``("end", {"status": ...})``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode
 
 from .. import _json
 from ..config import Config
 from ..errors import MirrorNeuronError
-from ..runtime import Runtime
+from ..runtime import Runtime, Update
 from ..store import open_store
-
-#: ``("event", event)``, ``("agents", [changed agent statuses])`` or ``("end", {"status": …})``.
-Update = tuple[Literal["event", "agents", "end"], Any]
 
 
 class Source(Protocol):
@@ -45,49 +42,6 @@ class Source(Protocol):
     async def send(self, job_id: str, agent_id: str, message: dict[str, Any]) -> dict[str, Any]: ...
     async def redrive(self, job_id: str, letter_id: int, agent_id: str | None = None) -> dict[str, Any]: ...
     async def close(self) -> None: ...
-
-
-async def _merge(events: AsyncIterator[Any], agents: AsyncIterator[Any], ended: Any) -> AsyncIterator[Update]:
-    """Events and agent statuses as they come; after the last event, the agents' last statuses
-    (they trail the terminal event by up to one interval), then the end."""
-    queue: asyncio.Queue[Update | BaseException | None] = asyncio.Queue()
-
-    async def pump(kind: Literal["event", "agents"], source: AsyncIterator[Any]) -> None:
-        try:
-            async for item in source:
-                await queue.put((kind, item))
-        except Exception as exc:
-            await queue.put(exc)
-        finally:
-            if kind == "event":
-                await queue.put(None)
-
-    tasks = [asyncio.create_task(pump("event", events)), asyncio.create_task(pump("agents", agents))]
-    try:
-        while True:
-            item = await queue.get()
-            if item is None:
-                await asyncio.wait(tasks[1:], timeout=2.0)
-                while not queue.empty():
-                    last = queue.get_nowait()
-                    if isinstance(last, tuple) and last[0] == "agents":
-                        yield last
-                yield ("end", await ended())
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-async def _nothing() -> AsyncIterator[Any]:
-    return
-    yield  # an async generator that ends at once
 
 
 class LocalSource:
@@ -145,14 +99,10 @@ class LocalSource:
     async def updates(
         self, job_id: str, after: int = 0, *, agents: bool = True
     ) -> AsyncGenerator[Update, None]:
-        rt = await self._rt()
-
-        async def ended() -> dict[str, Any]:
-            return {"status": (await rt.inspect_job(job_id)).get("status")}
-
-        statuses = rt.agent_statuses(job_id) if agents else _nothing()
-        async for update in _merge(rt.follow(job_id, after=after), statuses, ended):
-            yield update
+        stream = (await self._rt()).updates(job_id, after=after, agents=agents)
+        async with contextlib.aclosing(stream):  # closed with this one: its followers stop at once
+            async for update in stream:
+                yield update
 
     async def control(self, op: Literal["pause", "resume", "cancel"], job_id: str) -> dict[str, Any]:
         control = (await self._rt()).control

@@ -13,6 +13,7 @@ from .placement import Placer, runtime_nodes
 from .reads import JobReader, final_agent_views, orphaned
 from .remote import live_runtimes
 from .runtime import Runtime
+from .watch import Update
 
 __all__ = [
     "ClusterNode",
@@ -21,6 +22,7 @@ __all__ = [
     "NodeSettings",
     "Placer",
     "Runtime",
+    "Update",
     "check_join",
     "final_agent_views",
     "live_runtimes",

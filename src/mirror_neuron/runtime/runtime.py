@@ -12,7 +12,7 @@ import contextlib
 import gc
 import os
 import shutil
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, cast
 
 from .._time import iso, now_iso
@@ -415,6 +415,13 @@ class Runtime:
     def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Events with ``seq > after`` as they happen, ending after the job's terminal event."""
         return self.reader.follow(job_id, after=after)
+
+    def updates(
+        self, job_id: str, *, after: int = 0, agents: bool = True
+    ) -> AsyncGenerator[watch.Update, None]:
+        """Events after ``after`` and (with ``agents``) changed agent statuses, merged, ending with
+        ``("end", {"status": …})`` (see :func:`~.watch.updates`)."""
+        return watch.updates(self.reader, job_id, after=after, agents=agents)
 
     def agent_statuses(self, job_id: str) -> AsyncIterator[list[dict[str, Any]]]:
         """The agents whose status changed (all of them first), every ~250 ms, until the job ends:

@@ -27,21 +27,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import _json
-from ..runtime import Runtime
+from ..runtime import Runtime, Update
 from ..store.base import TERMINAL_STATUSES
 
-#: Events buffered per stream before the follower waits for a slow client.
-BUFFER = 1024
 #: Tells EventSource clients how soon to reconnect (milliseconds).
 RETRY_MS = 1000
 HEARTBEAT = b": keep-alive\n\n"
-#: Longest wait after the terminal event for the agents' final statuses (seconds).
-FINAL_STATUS_WAIT = 2.0
-_END = object()
-
-
-class _Statuses(list[dict[str, Any]]):
-    """One ``agent_status`` frame's worth of changed agents."""
 
 
 def format_event(event: dict[str, Any]) -> bytes:
@@ -53,68 +44,44 @@ def format_named(name: bytes, data: Any) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (name, _json.dumps(data))
 
 
-async def _pump(source: AsyncIterator[Any], queue: asyncio.Queue[Any], end: bool) -> None:
-    try:
-        async for item in source:
-            await queue.put(item)
-        if end:
-            await queue.put(_END)
-    except Exception as exc:  # tell the client instead of cutting the stream silently
-        await queue.put(exc)
-
-
-async def _statuses(runtime: Runtime, job_id: str) -> AsyncIterator[_Statuses]:
-    async for changed in runtime.agent_statuses(job_id):
-        yield _Statuses(changed)
-
-
 async def event_stream(
     runtime: Runtime, job_id: str, after: int, heartbeat: float, *, agents: bool = False
 ) -> AsyncIterator[bytes]:
-    """The response body. Separate tasks follow the job (and its agents), so waiting for the
-    next item can time out (for a heartbeat) without disturbing them."""
-    queue: asyncio.Queue[Any] = asyncio.Queue(BUFFER)
-    events = _pump(runtime.follow(job_id, after=after), queue, True)
-    pumps = [asyncio.create_task(events, name=f"sse-{job_id}")]
-    if agents:
-        pumps.append(asyncio.create_task(_pump(_statuses(runtime, job_id), queue, False)))
+    """The response body: :meth:`Runtime.updates` as frames, and a heartbeat whenever the next
+    update takes longer than ``heartbeat`` seconds (waited for in a task, never cancelled:
+    cancelling the stream's ``anext`` would close it)."""
+    updates = runtime.updates(job_id, after=after, agents=agents)
+    pending: asyncio.Future[Update] | None = None
     try:
         yield b"retry: %d\n\n" % RETRY_MS
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), heartbeat)
-            except TimeoutError:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(updates))
+            done, _ = await asyncio.wait({pending}, timeout=heartbeat)
+            if not done:
                 yield HEARTBEAT
                 continue
-            if item is _END:
-                async for frame in _last_statuses(pumps[1:], queue):
-                    yield frame
-                record = await runtime.inspect_job(job_id)
-                yield format_named(b"end", {"status": record.get("status")})
+            finished, pending = pending, None
+            try:
+                kind, data = finished.result()
+            except StopAsyncIteration:
                 return
-            if isinstance(item, _Statuses):
-                yield format_named(b"agent_status", {"agents": item})
-            elif isinstance(item, Exception):
-                yield format_named(b"stream_error", {"error": str(item)})
+            except Exception as exc:  # tell the client instead of cutting the stream silently
+                yield format_named(b"stream_error", {"error": str(exc)})
                 return
+            if kind == "event":
+                yield format_event(data)
+            elif kind == "agents":
+                yield format_named(b"agent_status", {"agents": data})
             else:
-                yield format_event(item)
+                yield format_named(b"end", data)
+                return
     finally:
-        for pump in pumps:
-            pump.cancel()
-        for pump in pumps:
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-
-
-async def _last_statuses(pumps: list[asyncio.Task[None]], queue: asyncio.Queue[Any]) -> AsyncIterator[bytes]:
-    """The agents' final statuses, which follow the terminal event by up to one interval."""
-    if pumps:
-        await asyncio.wait(pumps, timeout=FINAL_STATUS_WAIT)
-    while not queue.empty():
-        item = queue.get_nowait()
-        if isinstance(item, _Statuses):
-            yield format_named(b"agent_status", {"agents": item})
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        await updates.aclose()
 
 
 async def ended_at(runtime: Runtime, job_id: str, after: int) -> bool:
