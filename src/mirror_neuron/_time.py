@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import Any
 
 now = time.time
 
@@ -32,3 +34,14 @@ def iso(ts: float | str | None) -> str | None:
 
 def now_iso() -> str:
     return iso(time.time())  # type: ignore[return-value]
+
+
+def epoch(stamp: Any) -> float | None:
+    """Epoch seconds of an ISO-8601 stamp (``2026-03-28T11:00:00.000Z``), the inverse of
+    :func:`iso`; ``None`` for anything else (no stamp, or not a time)."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -42,16 +42,19 @@ def _run(source: Source, work: Any) -> Any:
 
 def watch_command(source: Source, job_id: str, *, as_json: bool) -> None:
     """Follow a job until it ends; exit 0 only when it completed (like ``mn run``)."""
+    import click
+
     from . import EXIT_FAILED, EXIT_OK
 
     record = _run(source, _watch(source, job_id, as_json))
     if not as_json:
         render.print_job_summary(record)
-    raise SystemExit(EXIT_OK if record.get("status") == "completed" else EXIT_FAILED)
+    raise click.exceptions.Exit(EXIT_OK if record.get("status") == "completed" else EXIT_FAILED)
 
 
 async def _watch(source: Source, job_id: str, as_json: bool) -> dict[str, Any]:
     from ..monitor import JobView
+    from ..monitor.state import STATUS_EVENTS
 
     job_id = await source.resolve(job_id)
     record = await source.job(job_id)
@@ -73,17 +76,12 @@ async def _watch(source: Source, job_id: str, as_json: bool) -> dict[str, Any]:
                 if time.monotonic() - drawn >= 1 / FPS or kind == "end":  # at most FPS redraws a second
                     live.update(watch_table(view))
                     drawn = time.monotonic()
-            elif not as_json and kind == "event" and data.get("type") in _STATUS_EVENTS:
+            elif not as_json and kind == "event" and data.get("type") in STATUS_EVENTS:
                 render.echo(render.event_line(data), one_line=True)
     finally:
         if live is not None:
             live.stop()
     return await source.job(job_id)
-
-
-_STATUS_EVENTS = frozenset(
-    {"job_running", "job_paused", "job_resumed", "job_completed", "job_failed", "job_cancelled"}
-)
 
 
 def watch_table(view: JobView, now: float | None = None) -> Any:

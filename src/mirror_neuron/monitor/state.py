@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
+
+from .._time import epoch
 
 #: Events kept for the event log (older ones are dropped from the view, never from the store).
 EVENT_LOG = 2000
@@ -45,13 +46,6 @@ class AgentRow:
         self.mailbox_depth = int(status.get("mailbox_depth") or 0)
         self.processed = int(status.get("processed", status.get("processed_messages")) or 0)
         self.last_error = status.get("last_error")
-
-
-def _epoch(stamp: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _searchable(event: dict[str, Any]) -> str:
@@ -155,10 +149,10 @@ class JobView:
 
     def elapsed(self, now: float | None = None) -> float | None:
         """Seconds from submission to the end (or to now, for a live job)."""
-        start = _epoch(self.record.get("submitted_at"))
+        start = epoch(self.record.get("submitted_at"))
         if start is None:
             return None
-        end = _epoch(self.record.get("updated_at")) if self.ended or self.status in TERMINAL else None
+        end = epoch(self.record.get("updated_at")) if self.ended or self.status in TERMINAL else None
         return max(0.0, (end if end is not None else now or time.time()) - start)
 
     def events_matching(self, text: str = "", *, limit: int | None = None) -> list[dict[str, Any]]:

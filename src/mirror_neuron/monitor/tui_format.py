@@ -9,13 +9,13 @@ markup (border titles), it is escaped (:func:`title`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from .. import _json, _text
+from .._time import epoch
 
 #: Job and agent states → style.
 STATUS_STYLE = {
@@ -77,16 +77,6 @@ def compact(value: Any, limit: int = 200) -> str:
     except TypeError:
         dumped = repr(value)
     return clean(dumped, limit=limit)
-
-
-def epoch(stamp: Any) -> float | None:
-    """Epoch seconds of an ISO-8601 stamp (``…Z``), or ``None``."""
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def duration(seconds: float | None) -> str:

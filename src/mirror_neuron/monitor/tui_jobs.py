@@ -14,8 +14,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from .._time import epoch
 from .source import Source
-from .tui_format import STATUS_STYLE, ago, clean, epoch, job_note, later, status_text, text
+from .tui_format import STATUS_STYLE, ago, clean, job_note, later, status_text, text
 
 #: Seconds between two reads of the job list, and the longest wait after failed reads.
 REFRESH = 1.0

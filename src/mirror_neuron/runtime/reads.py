@@ -14,9 +14,9 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .._time import epoch
 from ..bundle.graph import graph_of
 from ..bundle.loader import manifest_from_data
 from ..bundle.model import Manifest
@@ -67,13 +67,6 @@ def _window(ids: list[str], after: str | None, limit: int | None) -> slice:
     return slice(start, None if limit is None else start + limit)
 
 
-def _epoch(stamp: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _process_here(node: Any) -> bool | None:
     """Whether ``node`` (``host:pid``, the default name) is a live process of this machine;
     ``None`` when the name is not such a name (nothing can be told from it)."""
@@ -114,7 +107,7 @@ def orphaned(record: dict[str, Any], heartbeat_interval: float = 2.0, now: float
         return f"job {job_id} was suspended by its runtime ({record.get('node')})"
     if status not in LIVE_STATUSES:
         return None
-    beat = _epoch(record.get("heartbeat_at") or record.get("updated_at"))
+    beat = epoch(record.get("heartbeat_at") or record.get("updated_at"))
     silence = max(MIN_SILENCE, MISSED_BEATS * heartbeat_interval)
     if beat is not None and (now or time.time()) - beat <= silence:
         return None
@@ -245,15 +238,14 @@ class JobReader:
             manifest = job.bundle.manifest
         else:
             await self.stored(job_id)
-            kept = self._ended.get(job_id)
-            data = None if kept is not None else await self.read(self.store.get_blob, job_id, "manifest")
-            if kept is not None:
-                manifest = kept
-            elif data is not None:
-                manifest = await asyncio.to_thread(manifest_from_data, data, None)
-            else:
-                raise NotFound(f"job {job_id} has no stored manifest to draw its graph from")
+            manifest = self._ended.get(job_id) or await self._stored_manifest(job_id)
         return {"job_id": job_id, **graph_of(manifest)}
+
+    async def _stored_manifest(self, job_id: str) -> Manifest:
+        data = await self.read(self.store.get_blob, job_id, "manifest")
+        if data is None:
+            raise NotFound(f"job {job_id} has no stored manifest to draw its graph from")
+        return await asyncio.to_thread(manifest_from_data, data, None)
 
     async def logs(self, job_id: str, agent_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """The kept executor runs of ``agent_id`` (stdout, stderr, exit code) above invocation ``after``."""
@@ -265,10 +257,12 @@ class JobReader:
         else:
             await self.stored(job_id)
         runs = await logs.read(self.store, job_id, agent_id, after=after)
-        nodes = [] if runs or job is not None else (await self.graph(job_id))["nodes"]
-        if nodes and not any(node["id"] == agent_id for node in nodes):  # none kept: no such agent?
-            raise AgentNotFound(job_id, agent_id)
+        if not runs and job is None and agent_id not in await self._agent_ids(job_id):
+            raise AgentNotFound(job_id, agent_id)  # none kept, because there is no such agent
         return runs
+
+    async def _agent_ids(self, job_id: str) -> set[str]:
+        return {node["id"] for node in (await self.graph(job_id))["nodes"]}
 
     # -- waiting ----------------------------------------------------------------------
 
@@ -339,7 +333,7 @@ class JobReader:
             checked = self._check_host(record, checked)
             stalled = record.get("stalled")
             if idle_timeout is not None and isinstance(stalled, dict):
-                since = _epoch(stalled.get("since"))
+                since = epoch(stalled.get("since"))
                 if since is not None and time.time() - since >= idle_timeout:
                     raise JobStalled(
                         job_id,
