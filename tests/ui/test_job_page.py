@@ -129,8 +129,6 @@ def test_a_1000_worker_fan_out_renders_collapsed(page: Any, api: httpx.Client, s
     drawn = page.locator("#graph [data-agent-id], #graph [data-group]").count()
     assert drawn < 50
     assert page.locator("#graph [data-edge]").count() == 2  # dispatch → workers → collect, merged
-    timings = page.evaluate("window.__mnTimings")
-    assert timings["layoutMs"] + timings["renderMs"] < 1000, timings
     # Each agent's state lives in its table row; the group counts them by state.
     rows = page.locator("#agents [data-agent-id]")
     expect(rows).to_have_count(1002)
