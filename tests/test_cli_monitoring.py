@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import pty
+import signal
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -127,3 +134,40 @@ def test_watch_of_an_ended_job_exits_at_once_with_its_status(data: Path) -> None
     job_id = json.loads(mn("job", "list", "--json", data_dir=data).stdout)[0]["job_id"]
     out = mn("job", "watch", job_id, data_dir=data)
     assert out.returncode == 0 and "status: completed" in out.stdout
+
+
+def test_ctrl_c_stops_watching_not_the_job(tmp_path: Path, data: Path) -> None:
+    bundle = write_bundle(
+        tmp_path / "waits",
+        manifest([router("entry"), aggregator("sink", complete_after=2)], [("entry", "sink", "init")]),
+    )
+    job_id = mn("run", "--no-wait", str(bundle), data_dir=data).stdout.strip()
+    master, slave = pty.openpty()  # on a terminal: the live view draws at once
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "mirror_neuron", "job", "watch", job_id],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env_for(data, COLUMNS="160", TERM="xterm"),
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        while b"status" not in shown:  # the view is up: it is following the job
+            shown += os.read(master, 65536)
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=30) == 130
+        with contextlib.suppress(OSError):  # EIO once the child closed the terminal
+            while chunk := os.read(master, 65536):
+                shown += chunk
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+        os.close(master)
+    assert b"interrupted: stopped reading; the job goes on" in shown and b"Traceback" not in shown
+    status = json.loads(mn("job", "inspect", job_id, "--json", data_dir=data).stdout)["status"]
+    assert status == "running"
+    cancelled = mn("job", "cancel", "--yes", job_id, data_dir=data)  # its `mn run` process ends with it
+    assert cancelled.returncode == 0, cancelled.stderr

@@ -28,13 +28,22 @@ RUN_ENDS = frozenset({"sandbox_job_completed", "sandbox_job_failed"})
 
 
 def _run(source: Source, work: Any) -> Any:
+    """Run ``work`` and close ``source``; Ctrl-C stops the reading (exit 130), never the job."""
+    import click
+
+    from . import EXIT_INTERRUPTED
+
     async def main() -> Any:
         try:
             return await work
         finally:
             await source.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        render.echo("interrupted: stopped reading; the job goes on", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 # -- watch ----------------------------------------------------------------------------------
